@@ -1,0 +1,237 @@
+#pragma once
+// The typed configuration of a run, parsed from JSON in one place (src/core/config.cpp).
+//
+// Each struct lists its fields once, in `visit`, with the range it accepts; the same list drives
+// parsing (with errors naming the key path, the value given and what is expected), serialising the
+// resolved config, and rejecting unknown keys. Library code receives these structs, never raw JSON.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace selfsup {
+
+/// Where the images come from.
+struct DataConfig {
+  std::string dataset = "idx";  // dataset format: "idx" (Fashion-MNIST / MNIST files)
+  std::string root = "/usr/share/datasets/fashion-mnist";  // folder holding the dataset files
+  std::string name = "fashion-mnist";                       // dataset name, for reports
+  int64_t limit_train = 0;  // use only the first N training images (0 = all)
+  int64_t limit_test = 0;   // use only the first N test images (0 = all)
+  int workers = 2;          // loader worker threads
+  int prefetch = 4;         // batches prepared ahead (bounded queue)
+
+  template <typename V>
+  void visit(V& v) {
+    v("dataset", dataset, std::vector<std::string>{"idx"});
+    v("root", root);
+    v("name", name);
+    v("limit_train", limit_train, 0, INT64_MAX);
+    v("limit_test", limit_test, 0, INT64_MAX);
+    v("workers", workers, 1, 256);
+    v("prefetch", prefetch, 1, 1024);
+  }
+};
+
+/// The SimCLR augmentation recipe for one view (small grayscale images).
+struct AugmentConfig {
+  int views = 2;                                // views per image
+  std::vector<double> crop_scale{0.2, 1.0};     // random resized crop: area fraction range
+  std::vector<double> crop_ratio{0.75, 4.0 / 3.0};  // random resized crop: aspect ratio range
+  double flip_prob = 0.5;                       // horizontal flip probability
+  double jitter_prob = 0.8;                     // probability of brightness/contrast jitter
+  double brightness = 0.4;                      // brightness factor drawn from [1-b, 1+b]
+  double contrast = 0.4;                        // contrast factor drawn from [1-c, 1+c]
+  double blur_prob = 0.0;                       // Gaussian blur probability
+  std::vector<double> blur_sigma{0.1, 2.0};     // blur sigma range, pixels
+  double mean = 0.2860;                         // normalisation mean (Fashion-MNIST train)
+  double std = 0.3530;                          // normalisation standard deviation
+
+  template <typename V>
+  void visit(V& v) {
+    v("views", views, 2, 16);
+    v("crop_scale", crop_scale, 0.0, 1.0, /*ordered_pair=*/true);
+    v("crop_ratio", crop_ratio, 0.01, 100.0, /*ordered_pair=*/true);
+    v("flip_prob", flip_prob, 0.0, 1.0);
+    v("jitter_prob", jitter_prob, 0.0, 1.0);
+    v("brightness", brightness, 0.0, 1.0);
+    v("contrast", contrast, 0.0, 1.0);
+    v("blur_prob", blur_prob, 0.0, 1.0);
+    v("blur_sigma", blur_sigma, 0.0, 100.0, /*ordered_pair=*/true);
+    v("mean", mean, -10.0, 10.0);
+    v("std", std, 1e-6, 100.0);
+  }
+};
+
+/// Encoder and projection head.
+struct ModelConfig {
+  std::string encoder = "convnet";  // "convnet" (small, for CPUs) or "resnet18" (small-image stem)
+  int width = 64;                   // ConvNet: channels of the first stage (doubled per stage)
+  int pool = 2;                     // ConvNet: output spatial size of the final adaptive pooling
+  int head_hidden = 512;            // projection head hidden width
+  int proj_dim = 128;               // projection dimension (where the loss is computed)
+
+  template <typename V>
+  void visit(V& v) {
+    v("encoder", encoder, std::vector<std::string>{"convnet", "resnet18"});
+    v("width", width, 1, 4096);
+    v("pool", pool, 1, 16);
+    v("head_hidden", head_hidden, 1, 65536);
+    v("proj_dim", proj_dim, 1, 65536);
+  }
+};
+
+/// The contrastive loss.
+struct LossConfig {
+  double temperature = 0.5;  // softmax temperature of the cosine similarities
+
+  template <typename V>
+  void visit(V& v) {
+    v("temperature", temperature, 1e-4, 100.0);
+  }
+};
+
+/// Optimizer and learning-rate schedule.
+struct OptimConfig {
+  std::string name = "adam";   // "adam" or "sgd"
+  double lr = 1e-3;            // peak learning rate
+  double weight_decay = 1e-6;  // L2 weight decay
+  double momentum = 0.9;       // SGD momentum
+  bool nesterov = false;       // SGD Nesterov momentum
+  int64_t warmup_steps = 100;  // linear warmup from 0 to lr
+  std::string schedule = "cosine";  // after warmup: "cosine" (to min_lr_ratio*lr) or "constant"
+  double min_lr_ratio = 0.0;   // final learning rate as a fraction of lr
+
+  template <typename V>
+  void visit(V& v) {
+    v("name", name, std::vector<std::string>{"adam", "sgd"});
+    v("lr", lr, 1e-9, 100.0);
+    v("weight_decay", weight_decay, 0.0, 10.0);
+    v("momentum", momentum, 0.0, 0.9999);
+    v("nesterov", nesterov);
+    v("warmup_steps", warmup_steps, 0, INT64_MAX);
+    v("schedule", schedule, std::vector<std::string>{"cosine", "constant"});
+    v("min_lr_ratio", min_lr_ratio, 0.0, 1.0);
+  }
+};
+
+/// The training loop.
+struct TrainConfig {
+  int64_t batch_size = 256;  // global batch size (images; each gives `augment.views` views)
+  int64_t epochs = 5;        // passes over the training set
+  int64_t max_steps = 0;     // stop after this many optimizer steps (0 = no limit)
+  int64_t log_every = 20;    // a log line every K steps when stderr is not a terminal
+  int threads = 0;           // intra-op threads per rank (0 = all cores / ranks on the node)
+
+  template <typename V>
+  void visit(V& v) {
+    v("batch_size", batch_size, 2, INT64_MAX);
+    v("epochs", epochs, 1, INT64_MAX);
+    v("max_steps", max_steps, 0, INT64_MAX);
+    v("log_every", log_every, 1, INT64_MAX);
+    v("threads", threads, 0, 4096);
+  }
+};
+
+/// Linear probe on frozen features.
+struct LinearProbeConfig {
+  int64_t epochs = 30;         // passes over the training features
+  int64_t batch_size = 1024;   // mini-batch size
+  double lr = 1e-2;            // Adam learning rate (cosine-decayed)
+  double weight_decay = 1e-5;  // L2 penalty on the weights
+
+  template <typename V>
+  void visit(V& v) {
+    v("epochs", epochs, 1, INT64_MAX);
+    v("batch_size", batch_size, 1, INT64_MAX);
+    v("lr", lr, 1e-9, 100.0);
+    v("weight_decay", weight_decay, 0.0, 10.0);
+  }
+};
+
+/// Weighted kNN on frozen features.
+struct KnnConfig {
+  int64_t k = 200;            // neighbours
+  double temperature = 0.1;   // weight = exp(cosine / temperature)
+
+  template <typename V>
+  void visit(V& v) {
+    v("k", k, 1, INT64_MAX);
+    v("temperature", temperature, 1e-4, 100.0);
+  }
+};
+
+/// The transfer (downstream) stage.
+struct TransferConfig {
+  bool enabled = true;              // run after pretraining
+  bool baselines = true;            // also probe raw pixels and a random encoder
+  int64_t batch_size = 1024;        // feature extraction batch size
+  LinearProbeConfig linear;
+  KnnConfig knn;
+
+  template <typename V>
+  void visit(V& v) {
+    v("enabled", enabled);
+    v("baselines", baselines);
+    v("batch_size", batch_size, 1, INT64_MAX);
+    v("linear", linear);
+    v("knn", knn);
+  }
+};
+
+/// Distribution across ranks.
+struct DistConfig {
+  std::string backend = "auto";  // "auto", "local", "mpi" or "nccl"
+
+  template <typename V>
+  void visit(V& v) {
+    v("backend", backend, std::vector<std::string>{"auto", "local", "mpi", "nccl"});
+  }
+};
+
+/// The whole run.
+struct Config {
+  std::string name = "run";  // run name: the default run directory is runs/<name>
+  uint64_t seed = 0;         // seeds every random stream of the run
+  std::string device = "cpu";  // "cpu" or "cuda"
+  DataConfig data;
+  AugmentConfig augment;
+  ModelConfig model;
+  LossConfig loss;
+  OptimConfig optim;
+  TrainConfig train;
+  TransferConfig transfer;
+  DistConfig dist;
+
+  template <typename V>
+  void visit(V& v) {
+    v("name", name);
+    v("seed", seed);
+    v("device", device, std::vector<std::string>{"cpu", "cuda"});
+    v("data", data);
+    v("augment", augment);
+    v("model", model);
+    v("loss", loss);
+    v("optim", optim);
+    v("train", train);
+    v("transfer", transfer);
+    v("dist", dist);
+  }
+};
+
+/// Parses a config from JSON text; `source` names it in errors. Unknown keys, wrong types and
+/// out-of-range values throw ConfigError naming the key path, the value and what is expected.
+Config parse_config(const std::string& json_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+
+/// Reads and parses a config file, then applies `key.path=value` overrides (values parsed as JSON,
+/// or taken as strings when they are not valid JSON).
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// The resolved config (every field, defaults included) as pretty-printed JSON.
+std::string config_to_json(const Config& config);
+
+}  // namespace selfsup

@@ -1,0 +1,58 @@
+#pragma once
+// The Communicator: one narrow interface over collectives, with backends chosen at run time
+// (`dist.backend`): Local (a world of one), Mpi (CPU tensors), Nccl (CUDA tensors). DESIGN.md §3.
+// Every call is collective: all ranks call it, in the same order, with the same shapes.
+
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace selfsup {
+
+enum class ReduceOp { kSum, kAvg, kMax, kMin };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual int local_rank() const = 0;
+  /// Concatenation over ranks on dim 0: [n, ...] on each rank -> [size*n, ...].
+  virtual torch::Tensor all_gather(const torch::Tensor& x) = 0;
+  /// Sum over ranks, then this rank's dim-0 slice: [size*n, ...] -> [n, ...].
+  virtual torch::Tensor reduce_scatter(const torch::Tensor& x) = 0;
+  /// In-place reduction over ranks.
+  virtual void all_reduce_(torch::Tensor& x, ReduceOp op) = 0;
+  /// In-place broadcast from `root`.
+  virtual void broadcast_(torch::Tensor& x, int root) = 0;
+  virtual void barrier() = 0;
+  /// Backend name for logs: "local", "mpi", "nccl".
+  virtual std::string backend() const = 0;
+};
+
+/// A world of one: every collective is the identity (a copy where the API returns a new tensor).
+class LocalCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  int local_rank() const override { return 0; }
+  torch::Tensor all_gather(const torch::Tensor& x) override { return x.clone(); }
+  torch::Tensor reduce_scatter(const torch::Tensor& x) override { return x.clone(); }
+  void all_reduce_(torch::Tensor& x, ReduceOp op) override {}
+  void broadcast_(torch::Tensor& x, int root) override {}
+  void barrier() override {}
+  std::string backend() const override { return "local"; }
+};
+
+/// Forward: all_gather of x [n, ...] -> [size*n, ...]. Backward: reduce_scatter (sum) of the incoming
+/// gradient, so each rank receives the sum over ranks of the gradient with respect to its own slice.
+/// With every rank's loss being the mean over its own anchors and parameter gradients averaged over
+/// ranks, this makes the gradient equal to the single-process gradient on the global batch.
+torch::Tensor all_gather_with_grad(const torch::Tensor& x, Communicator& comm);
+
+/// Makes the communicator named by `backend` ("auto", "local", "mpi", "nccl"); throws Error when the
+/// backend is not built in or does not fit the device.
+std::shared_ptr<Communicator> make_communicator(const std::string& backend, bool cuda);
+
+}  // namespace selfsup

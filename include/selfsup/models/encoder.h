@@ -1,0 +1,77 @@
+#pragma once
+// Encoders (image -> feature vector) and the projection head. Names follow torchvision where an
+// equivalent exists (conv1, bn1, layer1.0.conv1, ...), so exported weights load in Python.
+
+#include <cstdint>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "selfsup/core/config.h"
+
+namespace selfsup {
+
+/// An image encoder: [B, C, H, W] -> [B, feature_dim()].
+class Encoder : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  virtual int64_t feature_dim() const = 0;
+};
+
+/// A small ConvNet for CPUs: three 3x3 conv-BN-ReLU stages (width, 2*width, 4*width channels; the
+/// last two with stride 2), then adaptive average pooling to pool x pool and flattening.
+class ConvNetImpl : public Encoder {
+ public:
+  ConvNetImpl(int64_t in_channels, int64_t width, int64_t pool);
+  torch::Tensor forward(torch::Tensor x) override;
+  int64_t feature_dim() const override { return feature_dim_; }
+
+ private:
+  torch::nn::Sequential features_{nullptr};
+  int64_t pool_;
+  int64_t feature_dim_;
+};
+
+/// ResNet basic block (two 3x3 convolutions), torchvision layout.
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+/// ResNet-18 with the small-image stem (3x3 stride-1 conv1, no max-pool), as used for CIFAR-size
+/// inputs; global average pooling, 512 features.
+class ResNet18Impl : public Encoder {
+ public:
+  explicit ResNet18Impl(int64_t in_channels);
+  torch::Tensor forward(torch::Tensor x) override;
+  int64_t feature_dim() const override { return 512; }
+
+ private:
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+};
+
+/// Two-layer MLP projection head: Linear -> BatchNorm1d -> ReLU -> Linear. Dropped at transfer.
+class ProjectionHeadImpl : public torch::nn::Module {
+ public:
+  ProjectionHeadImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  torch::nn::BatchNorm1d bn1{nullptr};
+};
+TORCH_MODULE(ProjectionHead);
+
+/// Builds the encoder named by `config.encoder` for images with `in_channels` channels.
+std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels);
+
+}  // namespace selfsup

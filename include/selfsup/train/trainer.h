@@ -1,0 +1,50 @@
+#pragma once
+// The training loop: loader -> objective -> backward -> gradient reduction -> optimizer, with metrics,
+// logs, the rank-0 progress bar and the final checkpoint.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "selfsup/core/config.h"
+#include "selfsup/dist/communicator.h"
+#include "selfsup/objectives/objective.h"
+
+namespace selfsup {
+
+struct TrainResult {
+  int64_t steps = 0;            // optimizer steps taken
+  int64_t skipped_steps = 0;    // steps skipped on a non-finite loss
+  double final_loss = 0.0;      // global mean loss of the last step
+  double final_mi_bound = 0.0;  // log(N) - final_loss
+  double images_per_s = 0.0;    // global images per second over the whole run
+  double seconds = 0.0;         // wall time of the loop
+  std::string checkpoint;       // path of the final checkpoint
+};
+
+class Trainer {
+ public:
+  /// `run_dir` must exist (see prepare_run_dir); every rank constructs a Trainer.
+  Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm);
+  ~Trainer();
+  /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps) and writes the final checkpoint.
+  TrainResult run();
+  /// The objective being trained (its encoder is what transfers).
+  std::shared_ptr<Objective> objective() const { return objective_; }
+
+ private:
+  Config config_;
+  std::string run_dir_;
+  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<Objective> objective_;
+};
+
+/// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json and
+/// the command line as command.txt. Throws Error naming the directory when it cannot be written.
+void prepare_run_dir(const std::string& run_dir, const Config& config,
+                     const std::string& command_line);
+
+/// Intra-op threads for this rank: `requested`, or all cores shared by the ranks on this node.
+int choose_threads(int requested, int local_ranks);
+
+}  // namespace selfsup

@@ -1,0 +1,197 @@
+// The `selfsup` executable: train, transfer, info. Errors end with one line on stderr
+// ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 otherwise.
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <opencv2/core/version.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#ifdef SELFSUP_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#include "selfsup/core/config.h"
+#include "selfsup/core/error.h"
+#include "selfsup/core/files.h"
+#include "selfsup/core/logging.h"
+#include "selfsup/data/dataset.h"
+#include "selfsup/dist/communicator.h"
+#include "selfsup/objectives/objective.h"
+#include "selfsup/train/checkpoint.h"
+#include "selfsup/train/trainer.h"
+#include "selfsup/transfer/transfer.h"
+
+namespace fs = std::filesystem;
+using namespace selfsup;
+
+namespace {
+
+constexpr int kExitRuntimeError = 1;
+constexpr int kExitUsageError = 2;
+
+std::string first_line(const std::string& text) {
+  auto line = text.substr(0, text.find('\n'));
+  return line.empty() ? text : line;
+}
+
+// The shared library that provides libblas.so.3 in this process, resolved through symlinks
+// (Debian's alternatives decide between the reference BLAS and OpenBLAS).
+std::string blas_in_use() {
+  std::string found;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        const std::string name = info->dlpi_name ? info->dlpi_name : "";
+        if (name.find("libblas.so") != std::string::npos ||
+            name.find("libopenblas") != std::string::npos) {
+          auto* out = static_cast<std::string*>(data);
+          std::error_code ec;
+          const auto real = fs::canonical(name, ec);
+          if (out->empty()) *out = ec ? name : real.string();
+        }
+        return 0;
+      },
+      &found);
+  if (found.empty()) return "none loaded (matrix products go through LibTorch's own kernels)";
+  if (found.find("openblas") != std::string::npos) return "OpenBLAS (" + found + ")";
+  return "reference BLAS, slow (" + found + "); install libopenblas0-pthread (launch/setup.sh)";
+}
+
+int run_info() {
+  std::cout << "selfsup " << SELFSUP_VERSION << "\n";
+  std::cout << "  LibTorch   " << TORCH_VERSION << "\n";
+  std::cout << "  OpenCV     " << CV_VERSION << "\n";
+#ifdef SELFSUP_HAVE_MPI
+  char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(mpi_version, &length);
+  std::cout << "  MPI        " << first_line(mpi_version) << "\n";
+#else
+  std::cout << "  MPI        not built\n";
+#endif
+#ifdef SELFSUP_HAVE_NCCL
+  std::cout << "  NCCL       " << SELFSUP_NCCL_VERSION << "\n";
+#else
+  std::cout << "  NCCL       not built\n";
+#endif
+  // Matrix products of LibTorch's CPU build go through libblas.so.3; make sure it is OpenBLAS.
+  (void)torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));
+  std::cout << "  BLAS       " << blas_in_use() << "\n";
+  torch::set_num_threads(choose_threads(/*requested=*/0, /*local_ranks=*/1));
+  std::cout << "  threads    " << torch::get_num_threads() << " intra-op per rank (default), "
+            << std::thread::hardware_concurrency() << " cores\n";
+  const auto devices = torch::cuda::device_count();
+  std::cout << "  CUDA       "
+            << (devices > 0 ? std::to_string(devices) + " device(s)"
+                            : std::string("no devices (CPU-only LibTorch, or no GPU visible)"))
+            << "\n";
+  return 0;
+}
+
+std::string join_args(int argc, char** argv) {
+  std::string out;
+  for (int i = 0; i < argc; ++i) out += (i ? " " : "") + std::string(argv[i]);
+  return out;
+}
+
+void print_results(const nlohmann::json& results) {
+  std::cout << "\n" << format_results_table(results) << std::flush;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"selfsup: self-supervised representation learning (SimCLR and pretext tasks)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", SELFSUP_VERSION);
+
+  std::string config_path, run_dir, transfer_run, checkpoint;
+  std::vector<std::string> overrides;
+  bool no_transfer = false;
+
+  auto* train = app.add_subcommand("train", "pretrain an encoder, then run the transfer stage");
+  train->add_option("config", config_path, "config file (JSON), e.g. configs/fashion_mnist_simclr.json")
+      ->required();
+  train->add_option("--set", overrides, "override a config value: key.path=value (repeatable)")
+      ->take_all();
+  train->add_option("--run-dir", run_dir, "run directory (default: runs/<name>)");
+  train->add_flag("--no-transfer", no_transfer, "skip the transfer stage after pretraining");
+
+  auto* transfer = app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
+  transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")->required();
+  transfer->add_option("--checkpoint", checkpoint, "checkpoint directory (default: the latest)");
+  transfer->add_option("--set", overrides, "override a config value: key.path=value (repeatable)")
+      ->take_all();
+
+  auto* info = app.add_subcommand("info", "versions, BLAS, threads and devices of this build");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (info->parsed()) return run_info();
+
+    Config config;
+    if (train->parsed()) {
+      config = load_config(config_path, overrides);
+      if (run_dir.empty()) run_dir = (fs::path("runs") / config.name).string();
+    } else {
+      run_dir = transfer_run;
+      const auto saved = (fs::path(run_dir) / "config.json").string();
+      SELFSUP_CHECK(fs::exists(saved), run_dir, " is not a selfsup run directory (no config.json); ",
+                    "pass the directory that `selfsup train` created");
+      config = load_config(saved, overrides);
+    }
+
+    auto comm = make_communicator(config.dist.backend, config.device == "cuda");
+    if (train->parsed() && comm->rank() == 0) {
+      prepare_run_dir(run_dir, config, join_args(argc, argv));
+    }
+    comm->barrier();
+    init_logging(comm->rank(), (fs::path(run_dir) / "logs").string());
+    torch::set_num_threads(choose_threads(config.train.threads, 1));
+    spdlog::info("selfsup {} | run directory {} | {} threads", SELFSUP_VERSION, run_dir,
+                 torch::get_num_threads());
+
+    nlohmann::json results;
+    const auto transfer_dir = (fs::path(run_dir) / "transfer").string();
+    if (train->parsed()) {
+      Trainer trainer(config, run_dir, comm);
+      trainer.run();
+      if (no_transfer || !config.transfer.enabled) return 0;
+      results = run_transfer(config, *trainer.objective()->encoder(), transfer_dir, *comm);
+    } else {
+      // Rebuild the model of the run, load its weights, and evaluate the encoder only.
+      auto dataset = open_dataset(config.data, Split::kTrain);
+      auto objective = make_objective(config, dataset->channels(), comm);
+      const auto path =
+          checkpoint.empty() ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())
+                             : checkpoint;
+      const auto loaded = load_model(path, *objective);
+      spdlog::info("transfer: encoder from {} (step {})", path, loaded.step);
+      results = run_transfer(config, *objective->encoder(), transfer_dir, *comm);
+    }
+    if (comm->rank() == 0) {
+      print_results(results);
+      std::cout << "results: " << (fs::path(transfer_dir) / "results.json").string() << "\n";
+    }
+    return 0;
+  } catch (const ConfigError& e) {
+    std::cerr << "selfsup: error: " << first_line(e.what()) << std::endl;
+    return kExitUsageError;
+  } catch (const std::exception& e) {
+    std::cerr << "selfsup: error: " << first_line(e.what()) << std::endl;
+    return kExitRuntimeError;
+  }
+}

@@ -1,0 +1,242 @@
+#include "selfsup/core/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "selfsup/core/error.h"
+
+namespace selfsup {
+namespace {
+
+using nlohmann::json;
+
+std::string join(const std::vector<std::string>& items, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+std::string number(double x) {
+  std::ostringstream out;
+  out << x;
+  return out.str();
+}
+
+// Walks a JSON object with a struct's `visit` list: reads every listed key that is present (absent
+// keys keep their defaults), checks its type and range, and remembers which keys were used so that
+// the rest can be reported as unknown.
+class JsonReader {
+ public:
+  JsonReader(const json& node, std::string path, std::string source)
+      : node_(node), path_(std::move(path)), source_(std::move(source)) {
+    if (!node_.is_object()) fail(path_.empty() ? "<root>" : path_, node_, "a JSON object");
+  }
+
+  template <typename Struct>
+  void read(Struct& s) {
+    s.visit(*this);
+    for (const auto& item : node_.items()) {
+      if (!seen_.count(item.key())) {
+        const std::string key = key_path(item.key());
+        throw ConfigError(source_ + ": unknown key '" + key + "' (value " + item.value().dump() +
+                          "); known keys here: " + join(known_, ", ") + ". Check the spelling.");
+      }
+    }
+  }
+
+  void operator()(const char* key, std::string& value) {
+    if (const json* v = find(key)) {
+      if (!v->is_string()) fail(key_path(key), *v, "a string");
+      value = v->get<std::string>();
+    }
+  }
+  void operator()(const char* key, std::string& value, const std::vector<std::string>& choices) {
+    if (const json* v = find(key)) {
+      const std::string expected = "one of \"" + join(choices, "\", \"") + "\"";
+      if (!v->is_string()) fail(key_path(key), *v, expected);
+      const auto s = v->get<std::string>();
+      bool ok = false;
+      for (const auto& c : choices) ok = ok || c == s;
+      if (!ok) fail(key_path(key), *v, expected);
+      value = s;
+    }
+  }
+  void operator()(const char* key, bool& value) {
+    if (const json* v = find(key)) {
+      if (!v->is_boolean()) fail(key_path(key), *v, "true or false");
+      value = v->get<bool>();
+    }
+  }
+  void operator()(const char* key, uint64_t& value) {
+    if (const json* v = find(key)) {
+      if (!v->is_number_unsigned()) fail(key_path(key), *v, "a non-negative integer");
+      value = v->get<uint64_t>();
+    }
+  }
+  template <typename Int, typename = std::enable_if_t<std::is_integral_v<Int>>>
+  void operator()(const char* key, Int& value, int64_t lo, int64_t hi) {
+    if (const json* v = find(key)) {
+      const std::string expected = range_text("an integer", double(lo), double(hi), hi == INT64_MAX);
+      if (!v->is_number_integer()) fail(key_path(key), *v, expected);
+      const auto x = v->get<int64_t>();
+      if (x < lo || x > hi) fail(key_path(key), *v, expected);
+      value = static_cast<Int>(x);
+    }
+  }
+  void operator()(const char* key, double& value, double lo, double hi) {
+    if (const json* v = find(key)) {
+      const std::string expected = range_text("a number", lo, hi, false);
+      if (!v->is_number()) fail(key_path(key), *v, expected);
+      const auto x = v->get<double>();
+      if (!(x >= lo && x <= hi)) fail(key_path(key), *v, expected);
+      value = x;
+    }
+  }
+  void operator()(const char* key, std::vector<double>& value, double lo, double hi,
+                  bool ordered_pair) {
+    if (const json* v = find(key)) {
+      const std::string expected =
+          (ordered_pair ? "a pair [low, high] with low <= high, each in " : "a list of numbers in ") +
+          std::string("[") + number(lo) + ", " + number(hi) + "]";
+      if (!v->is_array() || (ordered_pair && v->size() != 2)) fail(key_path(key), *v, expected);
+      std::vector<double> xs;
+      for (const auto& e : *v) {
+        if (!e.is_number()) fail(key_path(key), *v, expected);
+        const auto x = e.get<double>();
+        if (!(x >= lo && x <= hi)) fail(key_path(key), *v, expected);
+        xs.push_back(x);
+      }
+      if (ordered_pair && xs[0] > xs[1]) fail(key_path(key), *v, expected);
+      value = xs;
+    }
+  }
+  template <typename Struct, typename = decltype(std::declval<Struct&>().visit(
+                                 std::declval<JsonReader&>()))>
+  void operator()(const char* key, Struct& value) {
+    if (const json* v = find(key)) JsonReader(*v, key_path(key), source_).read(value);
+  }
+
+ private:
+  const json* find(const char* key) {
+    seen_.insert(key);
+    known_.push_back(key);
+    auto it = node_.find(key);
+    return it == node_.end() ? nullptr : &*it;
+  }
+  std::string key_path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  static std::string range_text(const char* what, double lo, double hi, bool open_top) {
+    return std::string(what) + (open_top ? " >= " + number(lo)
+                                         : " in [" + number(lo) + ", " + number(hi) + "]");
+  }
+  [[noreturn]] void fail(const std::string& key, const json& value, const std::string& expected) {
+    throw ConfigError(source_ + ": " + key + " = " + value.dump() + " is invalid: expected " +
+                      expected + ".");
+  }
+
+  const json& node_;
+  std::string path_;
+  std::string source_;
+  std::set<std::string> seen_;
+  std::vector<std::string> known_;
+};
+
+// Serialises a struct's `visit` list into JSON (the resolved config).
+class JsonWriter {
+ public:
+  explicit JsonWriter(json& node) : node_(node) { node_ = json::object(); }
+  template <typename T, typename... Rest>
+  void operator()(const char* key, T& value, Rest&&...) {
+    if constexpr (HasVisit<T>::value) {
+      json child;
+      JsonWriter writer(child);
+      value.visit(writer);
+      node_[key] = child;
+    } else {
+      node_[key] = value;
+    }
+  }
+
+ private:
+  template <typename T, typename = void>
+  struct HasVisit : std::false_type {};
+  template <typename T>
+  struct HasVisit<T, std::void_t<decltype(std::declval<T&>().visit(std::declval<JsonWriter&>()))>>
+      : std::true_type {};
+  json& node_;
+};
+
+// Applies one `key.path=value` override to the raw JSON, before validation.
+void apply_override(json& root, const std::string& text, const std::string& source) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw ConfigError("--set " + text + ": expected key.path=value, e.g. --set optim.lr=0.01");
+  }
+  const std::string path = text.substr(0, eq);
+  const std::string raw = text.substr(eq + 1);
+  json value = json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = raw;  // not JSON: take it as a string
+
+  json* node = &root;
+  std::string walked;
+  std::stringstream parts(path);
+  std::string part;
+  std::vector<std::string> keys;
+  while (std::getline(parts, part, '.')) {
+    if (part.empty()) throw ConfigError("--set " + text + ": empty component in key path '" + path + "'");
+    keys.push_back(part);
+  }
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    walked += (i ? "." : "") + keys[i];
+    json& child = (*node)[keys[i]];
+    if (child.is_null()) child = json::object();
+    if (!child.is_object()) {
+      throw ConfigError("--set " + text + ": '" + walked + "' in " + source +
+                        " is not an object, so it has no key '" + keys[i + 1] + "'");
+    }
+    node = &child;
+  }
+  (*node)[keys.back()] = value;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& json_text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+  if (root.is_discarded()) {
+    // Parse again with exceptions to get the position of the syntax error.
+    try {
+      root = json::parse(json_text, nullptr, true, true);
+    } catch (const json::parse_error& e) {
+      throw ConfigError(source + " is not valid JSON (" + e.what() + "); fix the syntax");
+    }
+  }
+  for (const auto& o : overrides) apply_override(root, o, source);
+  Config config;
+  JsonReader(root, "", source).read(config);
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) {
+    throw ConfigError("cannot read config file '" + path +
+                      "': no such file or not readable; see configs/ for ready configs");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path, overrides);
+}
+
+std::string config_to_json(const Config& config) {
+  json root;
+  JsonWriter writer(root);
+  Config copy = config;  // visit() is shared with the reader, so it takes a mutable struct
+  copy.visit(writer);
+  return root.dump(2);
+}
+
+}  // namespace selfsup

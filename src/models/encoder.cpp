@@ -1,0 +1,87 @@
+#include "selfsup/models/encoder.h"
+
+#include "selfsup/core/error.h"
+
+namespace selfsup {
+namespace {
+
+namespace nn = torch::nn;
+
+nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false));
+}
+
+}  // namespace
+
+ConvNetImpl::ConvNetImpl(int64_t in_channels, int64_t width, int64_t pool)
+    : pool_(pool), feature_dim_(4 * width * pool * pool) {
+  features_ = register_module(
+      "features",
+      nn::Sequential(conv3x3(in_channels, width, 1), nn::BatchNorm2d(width), nn::ReLU(true),
+                     conv3x3(width, 2 * width, 2), nn::BatchNorm2d(2 * width), nn::ReLU(true),
+                     conv3x3(2 * width, 4 * width, 2), nn::BatchNorm2d(4 * width), nn::ReLU(true)));
+}
+
+torch::Tensor ConvNetImpl::forward(torch::Tensor x) {
+  x = features_->forward(x);                                  // [B, 4w, H/4, W/4]
+  x = torch::adaptive_avg_pool2d(x, {pool_, pool_});          // [B, 4w, p, p]
+  return x.flatten(1);                                        // [B, 4w*p*p]
+}
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
+  conv1 = register_module("conv1", conv3x3(in_planes, planes, stride));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv3x3(planes, planes, 1));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  if (stride != 1 || in_planes != planes) {
+    downsample = register_module(
+        "downsample",
+        nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false)),
+                       nn::BatchNorm2d(planes)));
+  }
+}
+
+torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
+  auto out = torch::relu(bn1->forward(conv1->forward(x)));
+  out = bn2->forward(conv2->forward(out));
+  auto identity = downsample ? downsample->forward(x) : x;
+  return torch::relu(out + identity);
+}
+
+ResNet18Impl::ResNet18Impl(int64_t in_channels) {
+  conv1 = register_module("conv1", conv3x3(in_channels, 64, 1));
+  bn1 = register_module("bn1", nn::BatchNorm2d(64));
+  auto stage = [](int64_t in, int64_t out, int64_t stride) {
+    return nn::Sequential(BasicBlock(in, out, stride), BasicBlock(out, out, 1));
+  };
+  layer1 = register_module("layer1", stage(64, 64, 1));
+  layer2 = register_module("layer2", stage(64, 128, 2));
+  layer3 = register_module("layer3", stage(128, 256, 2));
+  layer4 = register_module("layer4", stage(256, 512, 2));
+}
+
+torch::Tensor ResNet18Impl::forward(torch::Tensor x) {
+  x = torch::relu(bn1->forward(conv1->forward(x)));
+  x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
+  return torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);  // [B, 512]
+}
+
+ProjectionHeadImpl::ProjectionHeadImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim) {
+  fc1 = register_module("fc1", nn::Linear(nn::LinearOptions(in_dim, hidden_dim).bias(false)));
+  bn1 = register_module("bn1", nn::BatchNorm1d(hidden_dim));
+  fc2 = register_module("fc2", nn::Linear(hidden_dim, out_dim));
+}
+
+torch::Tensor ProjectionHeadImpl::forward(torch::Tensor x) {
+  return fc2->forward(torch::relu(bn1->forward(fc1->forward(x))));
+}
+
+std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels) {
+  if (config.encoder == "convnet") {
+    return std::make_shared<ConvNetImpl>(in_channels, config.width, config.pool);
+  }
+  if (config.encoder == "resnet18") return std::make_shared<ResNet18Impl>(in_channels);
+  throw ConfigError("model.encoder = \"" + config.encoder + "\" is unknown; use convnet or resnet18");
+}
+
+}  // namespace selfsup

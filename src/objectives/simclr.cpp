@@ -1,0 +1,40 @@
+#include "selfsup/dist/communicator.h"
+#include "selfsup/objectives/info_nce.h"
+#include "selfsup/objectives/objective.h"
+
+namespace selfsup {
+
+SimClrObjective::SimClrObjective(std::shared_ptr<Encoder> encoder, const ModelConfig& model,
+                                 const LossConfig& loss, std::shared_ptr<Communicator> comm)
+    : encoder_(std::move(encoder)), temperature_(loss.temperature), comm_(std::move(comm)) {
+  register_module("encoder", encoder_);
+  head_ = register_module(
+      "head", ProjectionHead(encoder_->feature_dim(), model.head_hidden, model.proj_dim));
+}
+
+ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
+  const int64_t num_views = views.size(0), b_local = views.size(1);
+  // All views go through the encoder in one batch: [V*B_local, C, H, W] -> [V*B_local, D].
+  auto z = head_->forward(encoder_->forward(views.flatten(0, 1)));
+  z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  const auto local = z.view({num_views, b_local, -1}).transpose(0, 1).contiguous();  // [B, V, D]
+  const auto global = all_gather_with_grad(local, *comm_);  // [B_global, V, D]
+  const auto nce = info_nce(local, global, int64_t(comm_->rank()) * b_local,
+                            InfoNceOptions(temperature_));
+  ObjectiveOutput out;
+  out.loss = nce.loss;
+  out.candidates_per_anchor = nce.candidates_per_anchor;
+  out.metrics = {{"pos_sim", nce.pos_sim},
+                 {"neg_sim", nce.neg_sim},
+                 {"alignment", nce.alignment},
+                 {"uniformity", nce.uniformity}};
+  return out;
+}
+
+std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
+                                          std::shared_ptr<Communicator> comm) {
+  return std::make_shared<SimClrObjective>(make_encoder(config.model, in_channels), config.model,
+                                           config.loss, std::move(comm));
+}
+
+}  // namespace selfsup

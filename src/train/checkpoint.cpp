@@ -1,0 +1,90 @@
+#include "selfsup/train/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "selfsup/core/error.h"
+#include "selfsup/core/files.h"
+
+namespace selfsup {
+namespace fs = std::filesystem;
+
+std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info,
+                            torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  const fs::path root(checkpoints_dir);
+  fs::create_directories(root);
+  const std::string name = "step_" + std::to_string(info.step);
+  const fs::path tmp = root / (".tmp_" + name);
+  const fs::path final_dir = root / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+
+  // 1. Write every file into the temporary directory.
+  {
+    torch::serialize::OutputArchive archive;
+    model.save(archive);
+    archive.save_to((tmp / "model.pt").string());
+  }
+  {
+    torch::serialize::OutputArchive archive;
+    optimizer.save(archive);
+    archive.save_to((tmp / "optimizer.pt").string());
+  }
+  nlohmann::json meta = {{"step", info.step},
+                         {"epoch", info.epoch},
+                         {"selfsup_version", SELFSUP_VERSION},
+                         {"config", nlohmann::json::parse(info.config_json)}};
+  {
+    std::ofstream out(tmp / "meta.json");
+    out << meta.dump(2);
+    SELFSUP_CHECK(out, "error while writing ", (tmp / "meta.json").string());
+  }
+  // 2. Flush the files and the directory, then 3. rename it into place.
+  for (const auto& entry : fs::directory_iterator(tmp)) sync_path(entry.path().string());
+  sync_path(tmp.string());
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  sync_path(root.string());
+  // 4. Only now point `latest` at it.
+  write_file_atomic((root / "latest").string(), name + "\n");
+  return final_dir.string();
+}
+
+std::string latest_checkpoint(const std::string& checkpoints_dir) {
+  const fs::path pointer = fs::path(checkpoints_dir) / "latest";
+  SELFSUP_CHECK(fs::exists(pointer), "no checkpoint in ", checkpoints_dir,
+                " (", pointer.string(), " is missing); train first or pass --checkpoint");
+  std::string name = read_file(pointer.string());
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  const fs::path dir = fs::path(checkpoints_dir) / name;
+  SELFSUP_CHECK(fs::is_directory(dir), pointer.string(), " points to ", dir.string(),
+                ", which does not exist");
+  return dir.string();
+}
+
+CheckpointInfo load_model(const std::string& path, torch::nn::Module& model) {
+  const fs::path dir(path);
+  CheckpointInfo info;
+  try {
+    const auto meta = nlohmann::json::parse(read_file((dir / "meta.json").string()));
+    info.step = meta.at("step").get<int64_t>();
+    info.epoch = meta.at("epoch").get<int64_t>();
+    info.config_json = meta.at("config").dump(2);
+    torch::serialize::InputArchive archive;
+    archive.load_from((dir / "model.pt").string());
+    model.load(archive);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    throw Error("cannot load checkpoint " + path + ": " + what +
+                " (corrupt, or written for a different model config)");
+  }
+  return info;
+}
+
+}  // namespace selfsup

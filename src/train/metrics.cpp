@@ -1,0 +1,95 @@
+#include "selfsup/train/metrics.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "selfsup/core/error.h"
+
+namespace selfsup {
+namespace fs = std::filesystem;
+
+MetricsWriter::MetricsWriter(const std::string& run_dir)
+    : jsonl_(fs::path(run_dir) / "metrics.jsonl", std::ios::trunc),
+      csv_(fs::path(run_dir) / "metrics.csv", std::ios::trunc) {
+  SELFSUP_CHECK(jsonl_ && csv_, "cannot write metrics files in ", run_dir,
+                "; check that the run directory is writable");
+}
+
+void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row) {
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : row) {
+    const bool integral = value == std::floor(value) && std::abs(value) < 1e15;
+    if (!std::isfinite(value)) {
+      object[key] = nullptr;  // JSON has no NaN/Inf
+    } else if (integral && (key == "step" || key == "epoch")) {
+      object[key] = static_cast<int64_t>(value);
+    } else {
+      object[key] = value;
+    }
+  }
+  jsonl_ << object.dump() << '\n';
+  if (columns_.empty()) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      columns_.push_back(row[i].first);
+      csv_ << (i ? "," : "") << row[i].first;
+    }
+    csv_ << '\n';
+  }
+  SELFSUP_ASSERT(row.size() == columns_.size(), "metrics row has ", row.size(), " columns, expected ",
+                 columns_.size());
+  csv_ << std::setprecision(8);
+  for (size_t i = 0; i < row.size(); ++i) csv_ << (i ? "," : "") << row[i].second;
+  csv_ << '\n';
+  jsonl_.flush();
+  csv_.flush();
+}
+
+bool write_plots(const std::string& run_dir) {
+  const fs::path dir(run_dir);
+  const fs::path csv = dir / "metrics.csv";
+  if (!fs::exists(csv)) return false;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    spdlog::warn("gnuplot not found: no plots drawn (install gnuplot-nox, see launch/setup.sh)");
+    return false;
+  }
+  fs::create_directories(dir / "plots");
+  const fs::path script = dir / "plots" / "plots.gp";
+  {
+    std::ofstream gp(script);
+    gp << "set datafile separator ','\n"
+          "set terminal pngcairo size 900,540 noenhanced\n"
+          "set key autotitle columnhead\n"
+          "set grid\n"
+          "set xlabel 'step'\n"
+          "data = '" << csv.string() << "'\n"
+          "set output '" << (dir / "plots" / "loss.png").string() << "'\n"
+          "set title 'NT-Xent loss'\n"
+          "plot data using 'step':'loss' with lines lw 2\n"
+          "set output '" << (dir / "plots" / "mi_bound.png").string() << "'\n"
+          "set title 'InfoNCE mutual-information bound log(N) - loss (nats)'\n"
+          "plot data using 'step':'mi_bound' with lines lw 2\n"
+          "set output '" << (dir / "plots" / "similarity.png").string() << "'\n"
+          "set title 'mean cosine similarity'\n"
+          "plot data using 'step':'pos_sim' with lines lw 2, data using 'step':'neg_sim' with lines lw 2\n"
+          "set output '" << (dir / "plots" / "lr.png").string() << "'\n"
+          "set title 'learning rate'\n"
+          "plot data using 'step':'lr' with lines lw 2\n"
+          "set output '" << (dir / "plots" / "throughput.png").string() << "'\n"
+          "set title 'training throughput (images/s)'\n"
+          "plot data using 'step':'images_per_s' with lines lw 2\n";
+  }
+  const std::string command = "gnuplot '" + script.string() + "' 2>'" +
+                              (dir / "plots" / "gnuplot.log").string() + "'";
+  if (std::system(command.c_str()) != 0) {
+    spdlog::warn("gnuplot failed; see {}", (dir / "plots" / "gnuplot.log").string());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace selfsup

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Bad input ends with exactly one clear error line on stderr and a non-zero exit, never a crash.
+# Usage: bad_input_test.sh SELFSUP_BINARY SOURCE_DIR
+set -euo pipefail
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+# expect_error NAME PATTERN -- COMMAND...: non-zero exit (not a signal), one stderr line matching PATTERN.
+expect_error() {
+  local name=$1 pattern=$2; shift 3
+  local status=0
+  "$@" >"$tmp/out" 2>"$tmp/err" || status=$?
+  local lines
+  lines=$(wc -l <"$tmp/err")
+  if [[ $status -eq 0 || $status -ge 128 ]]; then
+    echo "FAIL $name: exit status $status (want 1 or 2)"; failures=$((failures + 1))
+  elif [[ $lines -ne 1 ]]; then
+    echo "FAIL $name: $lines stderr lines (want 1):"; cat "$tmp/err"; failures=$((failures + 1))
+  elif ! grep -Eq "^selfsup: error: .*$pattern" "$tmp/err"; then
+    echo "FAIL $name: stderr does not match '$pattern':"; cat "$tmp/err"; failures=$((failures + 1))
+  else
+    echo "ok   $name: $(cat "$tmp/err")"
+  fi
+}
+
+# Small IDX files: 4 images of 2x2 pixels and their labels.
+mkdir -p "$tmp/data" "$tmp/truncated"
+for split in train t10k; do
+  printf '\x00\x00\x08\x03\x00\x00\x00\x04\x00\x00\x00\x02\x00\x00\x00\x02' >"$tmp/data/$split-images-idx3-ubyte"
+  head -c 16 /dev/urandom >>"$tmp/data/$split-images-idx3-ubyte"
+  printf '\x00\x00\x08\x01\x00\x00\x00\x04\x00\x01\x00\x01' >"$tmp/data/$split-labels-idx1-ubyte"
+done
+cp "$tmp"/data/* "$tmp/truncated/"
+head -c 20 "$tmp/data/train-images-idx3-ubyte" >"$tmp/truncated/train-images-idx3-ubyte"
+
+cat >"$tmp/ok.json" <<JSON
+{"name": "bad_input", "data": {"root": "$tmp/data"}, "train": {"batch_size": 2, "epochs": 1}}
+JSON
+echo '{"train": {"batch_size": 2,, }' >"$tmp/malformed.json"
+echo '{"train": {"batch_size": "two"}}' >"$tmp/mistyped.json"
+echo '{"train": {"batchsize": 2}}' >"$tmp/unknown.json"
+touch "$tmp/a_file"
+
+expect_error missing-config "cannot read config file" -- "$bin" train "$tmp/nope.json" --run-dir "$tmp/r1"
+expect_error malformed-config "not valid JSON" -- "$bin" train "$tmp/malformed.json" --run-dir "$tmp/r2"
+expect_error mistyped-config "train.batch_size = \"two\" is invalid: expected an integer" -- \
+  "$bin" train "$tmp/mistyped.json" --run-dir "$tmp/r3"
+expect_error unknown-key "unknown key 'train.batchsize'" -- "$bin" train "$tmp/unknown.json" --run-dir "$tmp/r4"
+expect_error bad-override "optim.lr = -3 is invalid" -- \
+  "$bin" train "$tmp/ok.json" --set optim.lr=-3 --run-dir "$tmp/r5"
+expect_error missing-dataset "$tmp/nowhere.*dataset-fashion-mnist" -- \
+  "$bin" train "$tmp/ok.json" --set data.root="$tmp/nowhere" --run-dir "$tmp/r6"
+expect_error truncated-dataset "truncated" -- \
+  "$bin" train "$tmp/ok.json" --set data.root="$tmp/truncated" --run-dir "$tmp/r7"
+expect_error unwritable-run-dir "run directory.*--run-dir" -- \
+  "$bin" train "$tmp/ok.json" --run-dir "$tmp/a_file/run"
+expect_error transfer-without-run "not a selfsup run directory" -- "$bin" transfer --run "$tmp/empty"
+
+if [[ $failures -gt 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
+echo "all bad-input cases passed"

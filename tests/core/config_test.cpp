@@ -1,0 +1,104 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "selfsup/core/config.h"
+#include "selfsup/core/error.h"
+
+namespace selfsup {
+namespace {
+
+// The message of the ConfigError thrown by parsing `text` with `overrides` (fails the test if none).
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    parse_config(text, "test.json", overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError for " << text;
+  return "";
+}
+
+TEST(Config, DefaultsWhenEmpty) {
+  const auto config = parse_config("{}", "test.json");
+  EXPECT_EQ(config.model.encoder, "convnet");
+  EXPECT_EQ(config.train.batch_size, 256);
+  EXPECT_DOUBLE_EQ(config.loss.temperature, 0.5);
+}
+
+TEST(Config, ReadsNestedValues) {
+  const auto config = parse_config(
+      R"({"name": "x", "seed": 7, "optim": {"lr": 0.5, "name": "sgd"},
+          "augment": {"crop_scale": [0.3, 0.9]}, "transfer": {"knn": {"k": 20}}})",
+      "test.json");
+  EXPECT_EQ(config.name, "x");
+  EXPECT_EQ(config.seed, 7u);
+  EXPECT_DOUBLE_EQ(config.optim.lr, 0.5);
+  EXPECT_EQ(config.optim.name, "sgd");
+  EXPECT_EQ(config.augment.crop_scale, (std::vector<double>{0.3, 0.9}));
+  EXPECT_EQ(config.transfer.knn.k, 20);
+}
+
+TEST(Config, UnknownKeyNamesThePath) {
+  const auto message = error_of(R"({"optim": {"learning_rate": 0.1}})");
+  EXPECT_NE(message.find("optim.learning_rate"), std::string::npos) << message;
+  EXPECT_NE(message.find("unknown"), std::string::npos) << message;
+  EXPECT_NE(message.find("lr"), std::string::npos) << message;  // lists the known keys
+}
+
+TEST(Config, WrongTypeNamesPathValueAndExpectation) {
+  const auto message = error_of(R"({"train": {"batch_size": "big"}})");
+  EXPECT_NE(message.find("train.batch_size"), std::string::npos) << message;
+  EXPECT_NE(message.find("\"big\""), std::string::npos) << message;
+  EXPECT_NE(message.find("integer"), std::string::npos) << message;
+}
+
+TEST(Config, OutOfRangeNamesTheRange) {
+  const auto message = error_of(R"({"loss": {"temperature": -1}})");
+  EXPECT_NE(message.find("loss.temperature"), std::string::npos) << message;
+  EXPECT_NE(message.find("-1"), std::string::npos) << message;
+  EXPECT_NE(message.find("in ["), std::string::npos) << message;
+}
+
+TEST(Config, RejectsFractionalIntegersBadChoicesAndBadPairs) {
+  EXPECT_NE(error_of(R"({"train": {"epochs": 1.5}})").find("train.epochs"), std::string::npos);
+  EXPECT_NE(error_of(R"({"model": {"encoder": "vit"}})").find("convnet"), std::string::npos);
+  EXPECT_NE(error_of(R"({"augment": {"crop_scale": [0.9, 0.2]}})").find("low <= high"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"augment": {"crop_scale": [0.2]}})").find("augment.crop_scale"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"data": 3})").find("data"), std::string::npos);
+}
+
+TEST(Config, MalformedJsonIsAConfigError) {
+  const auto message = error_of(R"({"train": {"epochs": 1,}})");
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;
+}
+
+TEST(Config, OverridesApplyBeforeValidation) {
+  const auto config = parse_config("{}", "test.json",
+                                   {"optim.lr=0.25", "model.encoder=resnet18", "train.epochs=3",
+                                    "augment.crop_scale=[0.5,1.0]", "transfer.enabled=false"});
+  EXPECT_DOUBLE_EQ(config.optim.lr, 0.25);
+  EXPECT_EQ(config.model.encoder, "resnet18");  // not valid JSON, taken as a string
+  EXPECT_EQ(config.train.epochs, 3);
+  EXPECT_EQ(config.augment.crop_scale[0], 0.5);
+  EXPECT_FALSE(config.transfer.enabled);
+
+  EXPECT_NE(error_of("{}", {"optim.lrr=1"}).find("optim.lrr"), std::string::npos);
+  EXPECT_NE(error_of("{}", {"train.epochs=zero"}).find("train.epochs"), std::string::npos);
+  EXPECT_NE(error_of("{}", {"no_equals_sign"}).find("key.path=value"), std::string::npos);
+  EXPECT_NE(error_of("{}", {"seed.x=1"}).find("seed"), std::string::npos);
+}
+
+TEST(Config, ResolvedJsonRoundTrips) {
+  auto config = parse_config(R"({"name": "rt", "optim": {"lr": 0.125}})", "test.json");
+  const auto text = config_to_json(config);
+  const auto again = parse_config(text, "resolved.json");
+  EXPECT_EQ(config_to_json(again), text);
+  const auto json = nlohmann::json::parse(text);
+  EXPECT_DOUBLE_EQ(json["optim"]["lr"].get<double>(), 0.125);
+  EXPECT_TRUE(json.contains("transfer"));  // every field is written, defaults included
+}
+
+}  // namespace
+}  // namespace selfsup
