@@ -13,6 +13,15 @@ nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
 
 }  // namespace
 
+void Encoder::use_channels_last(bool enable) {
+  channels_last_ = enable;
+  torch::NoGradGuard no_grad;
+  const auto format = enable ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
+  }
+}
+
 ConvNetImpl::ConvNetImpl(int64_t in_channels, int64_t width, int64_t pool)
     : pool_(pool), feature_dim_(4 * width * pool * pool) {
   features_ = register_module(
@@ -23,7 +32,7 @@ ConvNetImpl::ConvNetImpl(int64_t in_channels, int64_t width, int64_t pool)
 }
 
 torch::Tensor ConvNetImpl::forward(torch::Tensor x) {
-  x = features_->forward(x);                                  // [B, 4w, H/4, W/4]
+  x = features_->forward(to_layout(x));                       // [B, 4w, H/4, W/4]
   x = torch::adaptive_avg_pool2d(x, {pool_, pool_});          // [B, 4w, p, p]
   return x.flatten(1);                                        // [B, 4w*p*p]
 }
@@ -61,7 +70,7 @@ ResNet18Impl::ResNet18Impl(int64_t in_channels) {
 }
 
 torch::Tensor ResNet18Impl::forward(torch::Tensor x) {
-  x = torch::relu(bn1->forward(conv1->forward(x)));
+  x = torch::relu(bn1->forward(conv1->forward(to_layout(x))));
   x = layer4->forward(layer3->forward(layer2->forward(layer1->forward(x))));
   return torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);  // [B, 512]
 }
@@ -77,11 +86,16 @@ torch::Tensor ProjectionHeadImpl::forward(torch::Tensor x) {
 }
 
 std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels) {
+  std::shared_ptr<Encoder> encoder;
   if (config.encoder == "convnet") {
-    return std::make_shared<ConvNetImpl>(in_channels, config.width, config.pool);
+    encoder = std::make_shared<ConvNetImpl>(in_channels, config.width, config.pool);
+  } else if (config.encoder == "resnet18") {
+    encoder = std::make_shared<ResNet18Impl>(in_channels);
+  } else {
+    throw ConfigError("model.encoder = \"" + config.encoder + "\" is unknown; use convnet or resnet18");
   }
-  if (config.encoder == "resnet18") return std::make_shared<ResNet18Impl>(in_channels);
-  throw ConfigError("model.encoder = \"" + config.encoder + "\" is unknown; use convnet or resnet18");
+  encoder->use_channels_last(config.channels_last);
+  return encoder;
 }
 
 }  // namespace selfsup

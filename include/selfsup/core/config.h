@@ -71,6 +71,7 @@ struct ModelConfig {
   std::string encoder = "convnet";  // "convnet" (small, for CPUs) or "resnet18" (small-image stem)
   int width = 64;                   // ConvNet: channels of the first stage (doubled per stage)
   int pool = 2;                     // ConvNet: output spatial size of the final adaptive pooling
+  bool channels_last = true;        // NHWC activations (oneDNN's fast path on CPU)
   int head_hidden = 512;            // projection head hidden width
   int proj_dim = 128;               // projection dimension (where the loss is computed)
 
@@ -79,6 +80,7 @@ struct ModelConfig {
     v("encoder", encoder, std::vector<std::string>{"convnet", "resnet18"});
     v("width", width, 1, 4096);
     v("pool", pool, 1, 16);
+    v("channels_last", channels_last);
     v("head_hidden", head_hidden, 1, 65536);
     v("proj_dim", proj_dim, 1, 65536);
   }

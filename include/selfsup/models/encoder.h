@@ -16,6 +16,17 @@ class Encoder : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(torch::Tensor x) = 0;
   virtual int64_t feature_dim() const = 0;
+  /// Switches activations and 4-D weights to NHWC (channels-last), oneDNN's fast layout.
+  void use_channels_last(bool enable);
+
+ protected:
+  /// The input in the layout this encoder computes in.
+  torch::Tensor to_layout(const torch::Tensor& x) const {
+    return channels_last_ ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+  }
+
+ private:
+  bool channels_last_ = false;
 };
 
 /// A small ConvNet for CPUs: three 3x3 conv-BN-ReLU stages (width, 2*width, 4*width channels; the
