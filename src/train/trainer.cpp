@@ -105,13 +105,15 @@ TrainResult Trainer::run() {
   int64_t step = 0, consecutive_skips = 0, images_seen = 0;
   const auto start = Clock::now();
   auto window_start = start;
+  auto last_step_end = start;
   int64_t window_images = 0;
   for (int64_t epoch = 0; step < total_steps; ++epoch) {
     loader.start_epoch(epoch, sampler.local_batches(epoch));
     while (step < total_steps) {
+      const auto wait_start = Clock::now();
       auto batch = loader.next();
       if (!batch) break;
-      const auto step_start = Clock::now();
+      const double data_wait = seconds_since(wait_start);
       const double lr = learning_rate(config_.optim, step, total_steps);
       set_learning_rate(*optimizer, lr);
 
@@ -141,7 +143,9 @@ TrainResult Trainer::run() {
       images_seen += tc.batch_size;
       window_images += tc.batch_size;
 
-      const double step_seconds = seconds_since(step_start);
+      // Wall time since the previous step ended: compute plus any wait for the loader.
+      const double step_seconds = seconds_since(last_step_end);
+      last_step_end = Clock::now();
       const double mi_bound = std::log(double(out.candidates_per_anchor)) - loss;
       std::vector<std::pair<std::string, double>> row{
           {"step", double(step)},
@@ -149,7 +153,8 @@ TrainResult Trainer::run() {
           {"loss", loss},
           {"mi_bound", mi_bound},
           {"lr", lr},
-          {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)}};
+          {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
+          {"data_wait_ms", 1e3 * data_wait}};
       std::map<std::string, double> global_metrics;
       size_t i = 1;
       for (const auto& [key, value] : out.metrics) {

@@ -2,16 +2,17 @@
 //
 // The linear probe computes the softmax cross-entropy gradient in closed form and applies Adam by
 // hand, all under NoGradGuard: for a single linear layer this is what autograd would do, without
-// building a graph per step, and it keeps every random choice (the shuffle) on one seeded generator.
+// building a graph per step, and it keeps every random choice (the shuffle) on one seeded
+// generator.
 
 #include "selfsup/transfer/probes.h"
+
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-
-#include <torch/torch.h>
 
 #include "selfsup/core/error.h"
 
@@ -27,6 +28,8 @@ constexpr int64_t kKnnChunk = 512;
 constexpr double kAdamBeta1 = 0.9;
 constexpr double kAdamBeta2 = 0.999;
 constexpr double kAdamEps = 1e-8;
+
+constexpr double kPi = 3.14159265358979323846;
 
 // A feature whose training standard deviation is below this fraction of the largest one is taken
 // as constant: it carries no information and is dropped (scaled by 0) rather than blown up by 1/std
@@ -72,11 +75,10 @@ void adam_step_(torch::Tensor& param, const torch::Tensor& grad, AdamState& stat
   }
 }
 
-// Turns contiguous logits [B, C] in place into d(mean cross-entropy)/d(logits) =
-// (softmax - one_hot(labels)) / B, writes its column sums (the bias gradient, [C]) to `grad_bias`,
-// and returns the logits tensor.
-const torch::Tensor& cross_entropy_grad_(torch::Tensor& logits, const int64_t* labels,
-                                         torch::Tensor& grad_bias) {
+// Turns contiguous float32 logits [B, C] in place into d(mean cross-entropy)/d(logits) =
+// (softmax - one_hot(labels)) / B, and writes its column sums (the bias gradient, [C]) to
+// `grad_bias`.
+void cross_entropy_grad_(torch::Tensor& logits, const int64_t* labels, torch::Tensor& grad_bias) {
   const int64_t rows = logits.size(0);
   const int64_t classes = logits.size(1);
   const float inv_rows = 1.0f / static_cast<float>(rows);
@@ -96,7 +98,6 @@ const torch::Tensor& cross_entropy_grad_(torch::Tensor& logits, const int64_t* l
     row[labels[r]] -= inv_rows;
     for (int64_t c = 0; c < classes; ++c) bias_data[c] += row[c];
   }
-  return logits;
 }
 
 // Checks one split: [N, D] floating features, [N] int64 labels in [0, num_classes).
@@ -109,10 +110,10 @@ void check_split(const FeatureSet& split, const char* name, int64_t num_classes)
                 " features: expected a floating-point tensor, got ", split.features.scalar_type());
   SELFSUP_CHECK(split.labels.dim() == 1, name, " labels: expected a 1-D [N] tensor, got ",
                 split.labels.dim(), "-D ", split.labels.sizes());
-  SELFSUP_CHECK(split.labels.scalar_type() == torch::kInt64, name,
-                " labels: expected int64, got ", split.labels.scalar_type());
-  SELFSUP_CHECK(split.features.size(0) == split.labels.size(0), name, " split: ",
-                split.features.size(0), " feature rows but ", split.labels.size(0),
+  SELFSUP_CHECK(split.labels.scalar_type() == torch::kInt64, name, " labels: expected int64, got ",
+                split.labels.scalar_type());
+  SELFSUP_CHECK(split.features.size(0) == split.labels.size(0), name,
+                " split: ", split.features.size(0), " feature rows but ", split.labels.size(0),
                 " labels; they must match");
   SELFSUP_CHECK(split.features.size(0) > 0, name, " split is empty; need at least one example");
   const int64_t min_label = split.labels.min().item<int64_t>();
@@ -126,9 +127,9 @@ void check_pair(const FeatureSet& train, const FeatureSet& test, int64_t num_cla
   SELFSUP_CHECK(num_classes >= 1, "num_classes must be at least 1, got ", num_classes);
   check_split(train, "train", num_classes);
   check_split(test, "test", num_classes);
-  SELFSUP_CHECK(train.features.size(1) == test.features.size(1), "feature dimension differs: train ",
-                train.features.size(1), ", test ", test.features.size(1),
-                "; both splits must come from the same encoder");
+  SELFSUP_CHECK(train.features.size(1) == test.features.size(1),
+                "feature dimension differs: train ", train.features.size(1), ", test ",
+                test.features.size(1), "; both splits must come from the same encoder");
 }
 
 // Percentage of rows whose arg-max logit equals the label; `logits_of` maps a [rows, D] chunk of
@@ -169,7 +170,7 @@ ProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, int64_
   torch::NoGradGuard no_grad;
 
   const auto float_cpu = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCPU);
-  const torch::Tensor train_x = train.features.to(float_cpu);            // [N, D]
+  const torch::Tensor train_x = train.features.to(float_cpu);               // [N, D]
   const torch::Tensor train_y = train.labels.to(torch::kCPU).contiguous();  // [N]
   const int64_t n = train_x.size(0);
   const int64_t dim = train_x.size(1);
@@ -178,9 +179,8 @@ ProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, int64_
   // features). One standardised copy of the training features makes each step a plain row copy.
   const auto [std_dev, mean] = torch::std_mean(train_x, /*dim=*/{0}, /*unbiased=*/false);
   const double max_std = std_dev.max().item<double>();
-  const torch::Tensor inv_std =
-      torch::where(std_dev > kConstantFeatureRatio * max_std, std_dev.reciprocal(),
-                   torch::zeros_like(std_dev));
+  const torch::Tensor inv_std = torch::where(std_dev > kConstantFeatureRatio * max_std,
+                                             std_dev.reciprocal(), torch::zeros_like(std_dev));
   const torch::Tensor train_z = (train_x - mean).mul_(inv_std).contiguous();  // [N, D]
   auto standardise = [&](const torch::Tensor& x) { return (x.to(float_cpu) - mean) * inv_std; };
 
@@ -218,15 +218,16 @@ ProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, int64_
       }
       const torch::Tensor x = batch_x.narrow(0, 0, len);  // [len, D]
 
-      torch::Tensor logits = torch::addmm(bias, x, weight.t());  // [len, C]
-      const torch::Tensor& grad_logits = cross_entropy_grad_(logits, batch_y_data, grad_bias);
+      // [len, C]: the logits, then overwritten by their gradient.
+      torch::Tensor grad_logits = torch::addmm(bias, x, weight.t());
+      cross_entropy_grad_(grad_logits, batch_y_data, grad_bias);
       // [C, D]: data term plus the gradient 2 * wd * W of the penalty on the weights.
       const torch::Tensor grad_weight =
           torch::addmm(weight, grad_logits.t(), x, /*beta=*/2.0 * config.weight_decay);
 
       // The cosine schedule goes from lr at step 0 towards 0 at total_steps.
       const double progress = static_cast<double>(step) / static_cast<double>(total_steps);
-      const double lr = 0.5 * config.lr * (1.0 + std::cos(M_PI * progress));
+      const double lr = 0.5 * config.lr * (1.0 + std::cos(kPi * progress));
       adam_step_(weight, grad_weight, weight_state, lr, step + 1);
       adam_step_(bias, grad_bias, bias_state, lr, step + 1);
     }
@@ -234,13 +235,11 @@ ProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, int64_
 
   const torch::Tensor weight_t = weight.t().contiguous();  // [D, C]
   ProbeResult result;
-  result.train_top1 = top1_percent(train_z, train_y, [&](const torch::Tensor& z) {
-    return torch::addmm(bias, z, weight_t);
-  });
-  result.top1 = top1_percent(test.features, test.labels.to(torch::kCPU),
-                             [&](const torch::Tensor& x) {
-                               return torch::addmm(bias, standardise(x), weight_t);
-                             });
+  result.train_top1 = top1_percent(
+      train_z, train_y, [&](const torch::Tensor& z) { return torch::addmm(bias, z, weight_t); });
+  result.top1 = top1_percent(
+      test.features, test.labels.to(torch::kCPU),
+      [&](const torch::Tensor& x) { return torch::addmm(bias, standardise(x), weight_t); });
   return result;
 }
 
@@ -248,8 +247,7 @@ double knn_top1(const FeatureSet& train, const FeatureSet& test, int64_t num_cla
                 const KnnConfig& config) {
   check_pair(train, test, num_classes);
   SELFSUP_CHECK(config.k >= 1, "kNN: k must be >= 1, got ", config.k);
-  SELFSUP_CHECK(config.temperature > 0.0, "kNN: temperature must be > 0, got ",
-                config.temperature);
+  SELFSUP_CHECK(config.temperature > 0.0, "kNN: temperature must be > 0, got ", config.temperature);
   torch::NoGradGuard no_grad;
 
   const auto float_cpu = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCPU);
@@ -258,9 +256,9 @@ double knn_top1(const FeatureSet& train, const FeatureSet& test, int64_t num_cla
     const torch::Tensor f = x.to(float_cpu);
     return f / f.norm(2, /*dim=*/{1}, /*keepdim=*/true).clamp_min(1e-12);
   };
-  const torch::Tensor train_t = normalise(train.features).t().contiguous();  // [D, N_train]
-  const torch::Tensor train_y = train.labels.to(torch::kCPU);                // [N_train]
-  const torch::Tensor test_y = test.labels.to(torch::kCPU);                  // [N_test]
+  const torch::Tensor train_unit = normalise(train.features);  // [N_train, D], unit rows
+  const torch::Tensor train_y = train.labels.to(torch::kCPU);  // [N_train]
+  const torch::Tensor test_y = test.labels.to(torch::kCPU);    // [N_test]
   const int64_t k = std::min(config.k, train_y.size(0));
   const int64_t n_test = test.features.size(0);
 
@@ -268,8 +266,9 @@ double knn_top1(const FeatureSet& train, const FeatureSet& test, int64_t num_cla
   for (int64_t start = 0; start < n_test; start += kKnnChunk) {
     const int64_t len = std::min(kKnnChunk, n_test - start);
     const torch::Tensor query = normalise(test.features.narrow(0, start, len));  // [B, D]
-    const torch::Tensor similarity = query.mm(train_t);                          // [B, N_train]
-    const auto [top_similarity, top_index] = similarity.topk(k, /*dim=*/1);      // [B, k] each
+    // BLAS reads the transpose in place, as fast as a transposed copy and without its memory.
+    const torch::Tensor similarity = query.mm(train_unit.t());               // [B, N_train]
+    const auto [top_similarity, top_index] = similarity.topk(k, /*dim=*/1);  // [B, k] each
     const torch::Tensor neighbour_labels =
         train_y.index_select(0, top_index.reshape(-1)).view({len, k});  // [B, k]
     // exp(s / T) relative to the row's nearest neighbour (column 0 of the sorted top-k): the same

@@ -56,6 +56,8 @@ expect_error truncated-dataset "truncated" -- \
   "$bin" train "$tmp/ok.json" --set data.root="$tmp/truncated" --run-dir "$tmp/r7"
 expect_error unwritable-run-dir "run directory.*--run-dir" -- \
   "$bin" train "$tmp/ok.json" --run-dir "$tmp/a_file/run"
+expect_error multi-rank-without-backend "rank 1 of 2 by mpirun" -- \
+  env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 "$bin" train "$tmp/ok.json" --run-dir "$tmp/r8"
 expect_error transfer-without-run "not a selfsup run directory" -- "$bin" transfer --run "$tmp/empty"
 
 if [[ $failures -gt 0 ]]; then echo "$failures case(s) failed"; exit 1; fi

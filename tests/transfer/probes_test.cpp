@@ -1,16 +1,16 @@
-// Tests of the downstream probes: the linear probe on synthetic Gaussian blobs, and the weighted kNN
-// against hand-computed votes and a naive double-loop reference.
+// Tests of the downstream probes: the linear probe on synthetic Gaussian blobs, and the weighted
+// kNN against hand-computed votes and a naive double-loop reference.
 
 #include "selfsup/transfer/probes.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "selfsup/core/config.h"
 #include "selfsup/core/error.h"
@@ -78,14 +78,54 @@ TEST(LinearProbe, InvariantToFeatureScale) {
 }
 
 TEST(LinearProbe, ConstantFeatureIgnored) {
-  // Column 0 is constant on train but not on test: a probe dividing by a clamped std would blow it
-  // up on test; it must be dropped instead.
+  // Column 0 is constant on train but spread over [-100, 100] on test: it carries no information,
+  // and must not swing the test predictions (as 1 / clamped std would, with any nonzero weight).
   FeatureSet train = make_blobs(3, 100, 8, 5.0, /*seed=*/8);
   FeatureSet test = make_blobs(3, 50, 8, 5.0, /*seed=*/9);
   train.features.select(1, 0).fill_(2.0);
   test.features.select(1, 0).copy_(torch::linspace(-100.0, 100.0, test.features.size(0)));
   const ProbeResult result = linear_probe(train, test, 3, small_probe_config(), /*seed=*/1);
   EXPECT_GE(result.top1, 99.0);
+}
+
+// A second implementation of the probe's recipe with autograd and torch::optim::Adam, full batch
+// (so that the shuffle does not matter): standardise, zero-initialised Linear, mean cross-entropy
+// plus wd * ||W||^2, cosine-decayed lr. Returns test top-1 in percent.
+double autograd_full_batch_probe(const FeatureSet& train, const FeatureSet& test,
+                                 int64_t num_classes, const LinearProbeConfig& config) {
+  const auto [std_dev, mean] = torch::std_mean(train.features, {0}, /*unbiased=*/false);
+  const torch::Tensor train_z = (train.features - mean) / std_dev;
+  const torch::Tensor test_z = (test.features - mean) / std_dev;
+  torch::nn::Linear linear(train.features.size(1), num_classes);
+  torch::nn::init::zeros_(linear->weight);
+  torch::nn::init::zeros_(linear->bias);
+  torch::optim::Adam adam(linear->parameters(), torch::optim::AdamOptions(config.lr));
+  for (int64_t step = 0; step < config.epochs; ++step) {
+    const double progress = static_cast<double>(step) / static_cast<double>(config.epochs);
+    static_cast<torch::optim::AdamOptions&>(adam.param_groups()[0].options())
+        .lr(0.5 * config.lr * (1.0 + std::cos(3.14159265358979323846 * progress)));
+    adam.zero_grad();
+    const torch::Tensor loss = torch::nn::functional::cross_entropy(linear(train_z), train.labels) +
+                               config.weight_decay * linear->weight.pow(2).sum();
+    loss.backward();
+    adam.step();
+  }
+  torch::NoGradGuard no_grad;
+  return 100.0 * linear(test_z).argmax(1).eq(test.labels).to(torch::kFloat64).mean().item<double>();
+}
+
+TEST(LinearProbe, MatchesAutogradReference) {
+  const FeatureSet train = make_blobs(4, 100, 16, 0.5, /*seed=*/12);
+  const FeatureSet test = make_blobs(4, 500, 16, 0.5, /*seed=*/13);
+  LinearProbeConfig config;
+  config.epochs = 150;      // one full-batch step per epoch
+  config.batch_size = 400;  // the whole training split
+  config.lr = 3e-2;
+  config.weight_decay = 1e-2;
+  const double reference = autograd_full_batch_probe(train, test, 4, config);
+  // Same maths; only float summation order differs, which may flip a borderline example or two.
+  EXPECT_NEAR(linear_probe(train, test, 4, config, /*seed=*/0).top1, reference, 0.2);
+  EXPECT_GT(reference, 40.0);  // chance is 25 %
 }
 
 TEST(LinearProbe, RejectsBadShapes) {
@@ -107,12 +147,13 @@ TEST(LinearProbe, RejectsBadShapes) {
 
 // A unit vector at `degrees` from the x axis, scaled by `length` (cosine similarity ignores it).
 std::vector<float> at_angle(double degrees, double length = 1.0) {
-  const double radians = degrees * M_PI / 180.0;
+  const double radians = degrees * 3.14159265358979323846 / 180.0;
   return {static_cast<float>(length * std::cos(radians)),
           static_cast<float>(length * std::sin(radians))};
 }
 
-FeatureSet make_set(const std::vector<std::vector<float>>& rows, const std::vector<int64_t>& labels) {
+FeatureSet make_set(const std::vector<std::vector<float>>& rows,
+                    const std::vector<int64_t>& labels) {
   const auto n = static_cast<int64_t>(rows.size());
   torch::Tensor features = torch::empty({n, 2}, torch::kFloat32);
   for (int64_t i = 0; i < n; ++i) {

@@ -70,6 +70,7 @@ struct AugmentConfig {
 struct ModelConfig {
   std::string encoder = "convnet";  // "convnet" (small, for CPUs) or "resnet18" (small-image stem)
   int width = 64;                   // ConvNet: channels of the first stage (doubled per stage)
+  int stem_stride = 1;              // ConvNet: stride of the first convolution (1 or 2)
   int pool = 2;                     // ConvNet: output spatial size of the final adaptive pooling
   bool channels_last = true;        // NHWC activations (oneDNN's fast path on CPU)
   int head_hidden = 512;            // projection head hidden width
@@ -79,6 +80,7 @@ struct ModelConfig {
   void visit(V& v) {
     v("encoder", encoder, std::vector<std::string>{"convnet", "resnet18"});
     v("width", width, 1, 4096);
+    v("stem_stride", stem_stride, 1, 2);
     v("pool", pool, 1, 16);
     v("channels_last", channels_last);
     v("head_hidden", head_hidden, 1, 65536);
@@ -143,7 +145,7 @@ struct LinearProbeConfig {
   int64_t epochs = 30;         // passes over the training features
   int64_t batch_size = 1024;   // mini-batch size
   double lr = 1e-2;            // Adam learning rate (cosine-decayed)
-  double weight_decay = 1e-5;  // L2 penalty on the weights
+  double weight_decay = 1e-3;  // L2 penalty on the weights (chosen on a held-out check, see docs)
 
   template <typename V>
   void visit(V& v) {

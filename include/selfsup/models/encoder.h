@@ -29,11 +29,11 @@ class Encoder : public torch::nn::Module {
   bool channels_last_ = false;
 };
 
-/// A small ConvNet for CPUs: three 3x3 conv-BN-ReLU stages (width, 2*width, 4*width channels; the
-/// last two with stride 2), then adaptive average pooling to pool x pool and flattening.
+/// A small ConvNet for CPUs: three 3x3 conv-BN-ReLU stages (width, 2*width, 4*width channels;
+/// strides stem_stride, 2, 2), then adaptive average pooling to pool x pool and flattening.
 class ConvNetImpl : public Encoder {
  public:
-  ConvNetImpl(int64_t in_channels, int64_t width, int64_t pool);
+  ConvNetImpl(int64_t in_channels, int64_t width, int64_t stem_stride, int64_t pool);
   torch::Tensor forward(torch::Tensor x) override;
   int64_t feature_dim() const override { return feature_dim_; }
 
