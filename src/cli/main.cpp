@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -108,7 +109,18 @@ void print_results(const nlohmann::json& results) {
 
 }  // namespace
 
+// glibc returns large blocks (above a dynamic threshold of at most 32 MiB) to the kernel on free
+// and maps them afresh on the next allocation; a training step allocates and frees tens of MiB of
+// activations, so every step pays page faults (measured: a third of the step in the kernel, 3x
+// slower). Keeping freed memory in the heap for reuse removes that cost.
+void keep_freed_memory_for_reuse() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);  // serve blocks up to 1 GiB from the heap, not fresh mmaps
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // give heap memory back only above 1 GiB of free top
+  mallopt(M_TOP_PAD, 256 << 20);       // grow the heap in 256 MiB steps
+}
+
 int main(int argc, char** argv) {
+  keep_freed_memory_for_reuse();
   CLI::App app{"selfsup: self-supervised representation learning (SimCLR and pretext tasks)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", SELFSUP_VERSION);

@@ -145,7 +145,7 @@ struct LinearProbeConfig {
   int64_t epochs = 30;         // passes over the training features
   int64_t batch_size = 1024;   // mini-batch size
   double lr = 1e-2;            // Adam learning rate (cosine-decayed)
-  double weight_decay = 1e-3;  // L2 penalty on the weights (chosen on a held-out check, see docs)
+  double weight_decay = 1e-3;  // L2 penalty on the weights (1e-3 beat 1e-5 on probe trials, docs)
 
   template <typename V>
   void visit(V& v) {
