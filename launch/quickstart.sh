@@ -19,7 +19,7 @@ USAGE
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=${SELFSUP_BUILD_DIR:-$root/build}
 config=configs/fashion_mnist_simclr.json
-if [[ $# -gt 0 && "$1" != --* ]]; then config=$1; shift; fi
+if [[ $# -gt 0 && "$1" != --* ]]; then config=$(realpath "$1"); shift; fi
 
 "$root/launch/build.sh"
 cd "$root"

@@ -37,28 +37,33 @@ for p in "${packages[@]}"; do
   fi
 done
 
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "[setup] all ${#packages[@]} packages already installed"
-  exit 0
+else
+  if [[ ${#sudo_cmd[@]} -gt 0 ]] && ! command -v sudo >/dev/null; then
+    echo "[setup] error: need root or sudo to install: ${missing[*]}" >&2; exit 1
+  fi
+  echo "[setup] installing ${#missing[@]} package(s): ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || { echo "[setup] error: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-  sudo_cmd=(sudo)
-fi
-
-echo "[setup] installing ${#missing[@]} package(s): ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -q
-"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-
-# Make sure libblas.so.3 resolves to OpenBLAS rather than the reference BLAS.
-if command -v update-alternatives >/dev/null; then
-  blas=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep -m1 openblas || true)
-  if [[ -n "$blas" ]]; then
-    "${sudo_cmd[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null
-    echo "[setup] libblas.so.3 -> $blas"
+# libblas.so.3 must resolve to OpenBLAS, not the reference BLAS (Debian's alternatives decide).
+blas_alt=$(update-alternatives --get-selections 2>/dev/null | awk '$1 ~ /^libblas\.so\.3/ {print $1; exit}')
+if [[ -n "$blas_alt" ]]; then
+  current=$(update-alternatives --query "$blas_alt" | awk '/^Value:/ {print $2}')
+  if [[ "$current" != *openblas* ]]; then
+    openblas=$(update-alternatives --list "$blas_alt" | grep -m1 openblas || true)
+    if [[ -n "$openblas" ]]; then
+      "${sudo_cmd[@]}" update-alternatives --set "$blas_alt" "$openblas" >/dev/null
+      echo "[setup] libblas.so.3 -> $openblas"
+    else
+      echo "[setup] warning: libblas.so.3 is $current (slow); OpenBLAS is not registered" >&2
+    fi
   fi
 fi
 echo "[setup] done"

@@ -4,23 +4,23 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <opencv2/core/version.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <opencv2/core/version.hpp>
-#include <spdlog/spdlog.h>
-#include <torch/torch.h>
 #ifdef SELFSUP_HAVE_MPI
 #include <mpi.h>
 #endif
 
 #include "selfsup/core/config.h"
+#include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/files.h"
 #include "selfsup/core/logging.h"
@@ -130,15 +130,21 @@ int main(int argc, char** argv) {
   bool no_transfer = false;
 
   auto* train = app.add_subcommand("train", "pretrain an encoder, then run the transfer stage");
-  train->add_option("config", config_path, "config file (JSON), e.g. configs/fashion_mnist_simclr.json")
+  train
+      ->add_option("config", config_path,
+                   "config file (JSON), e.g. configs/fashion_mnist_simclr.json")
       ->required();
-  train->add_option("--set", overrides, "override a config value: key.path=value (repeatable)")
+  train
+      ->add_option("--set", overrides,
+                   "override config values: key.path=value ... (after CONFIG; repeatable)")
       ->take_all();
   train->add_option("--run-dir", run_dir, "run directory (default: runs/<name>)");
   train->add_flag("--no-transfer", no_transfer, "skip the transfer stage after pretraining");
 
-  auto* transfer = app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
-  transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")->required();
+  auto* transfer =
+      app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
+  transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")
+      ->required();
   transfer->add_option("--checkpoint", checkpoint, "checkpoint directory (default: the latest)");
   transfer->add_option("--set", overrides, "override a config value: key.path=value (repeatable)")
       ->take_all();
@@ -148,7 +154,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Every usage error: one line and exit status 2, like a bad config.
+    std::cerr << "selfsup: error: " << first_line(e.what()) << " (see selfsup --help)" << std::endl;
+    return kExitUsageError;
   }
 
   try {
@@ -161,8 +170,10 @@ int main(int argc, char** argv) {
     } else {
       run_dir = transfer_run;
       const auto saved = (fs::path(run_dir) / "config.json").string();
-      SELFSUP_CHECK(fs::exists(saved), run_dir, " is not a selfsup run directory (no config.json); ",
-                    "pass the directory that `selfsup train` created");
+      if (!fs::exists(saved)) {
+        throw ConfigError(run_dir + " is not a selfsup run directory (no config.json); pass the " +
+                          "directory that `selfsup train` created");
+      }
       config = load_config(saved, overrides);
     }
 
@@ -187,9 +198,10 @@ int main(int argc, char** argv) {
       // Rebuild the model of the run, load its weights, and evaluate the encoder only.
       auto dataset = open_dataset(config.data, Split::kTrain);
       auto objective = make_objective(config, dataset->channels(), comm);
-      const auto path =
-          checkpoint.empty() ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())
-                             : checkpoint;
+      objective->to(resolve_device(config.device, comm->local_rank()));
+      const auto path = checkpoint.empty()
+                            ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())
+                            : checkpoint;
       const auto loaded = load_model(path, *objective);
       spdlog::info("transfer: encoder from {} (step {})", path, loaded.step);
       results = run_transfer(config, *objective->encoder(), transfer_dir, *comm);

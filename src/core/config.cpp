@@ -1,10 +1,9 @@
 #include "selfsup/core/config.h"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "selfsup/core/error.h"
 
@@ -79,7 +78,8 @@ class JsonReader {
   template <typename Int, typename = std::enable_if_t<std::is_integral_v<Int>>>
   void operator()(const char* key, Int& value, int64_t lo, int64_t hi) {
     if (const json* v = find(key)) {
-      const std::string expected = range_text("an integer", double(lo), double(hi), hi == INT64_MAX);
+      const std::string expected =
+          range_text("an integer", double(lo), double(hi), hi == INT64_MAX);
       if (!v->is_number_integer()) fail(key_path(key), *v, expected);
       const auto x = v->get<int64_t>();
       if (x < lo || x > hi) fail(key_path(key), *v, expected);
@@ -98,9 +98,9 @@ class JsonReader {
   void operator()(const char* key, std::vector<double>& value, double lo, double hi,
                   bool ordered_pair) {
     if (const json* v = find(key)) {
-      const std::string expected =
-          (ordered_pair ? "a pair [low, high] with low <= high, each in " : "a list of numbers in ") +
-          std::string("[") + number(lo) + ", " + number(hi) + "]";
+      const std::string expected = (ordered_pair ? "a pair [low, high] with low <= high, each in "
+                                                 : "a list of numbers in ") +
+                                   std::string("[") + number(lo) + ", " + number(hi) + "]";
       if (!v->is_array() || (ordered_pair && v->size() != 2)) fail(key_path(key), *v, expected);
       std::vector<double> xs;
       for (const auto& e : *v) {
@@ -113,8 +113,8 @@ class JsonReader {
       value = xs;
     }
   }
-  template <typename Struct, typename = decltype(std::declval<Struct&>().visit(
-                                 std::declval<JsonReader&>()))>
+  template <typename Struct,
+            typename = decltype(std::declval<Struct&>().visit(std::declval<JsonReader&>()))>
   void operator()(const char* key, Struct& value) {
     if (const json* v = find(key)) JsonReader(*v, key_path(key), source_).read(value);
   }
@@ -126,10 +126,12 @@ class JsonReader {
     auto it = node_.find(key);
     return it == node_.end() ? nullptr : &*it;
   }
-  std::string key_path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  std::string key_path(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
   static std::string range_text(const char* what, double lo, double hi, bool open_top) {
-    return std::string(what) + (open_top ? " >= " + number(lo)
-                                         : " in [" + number(lo) + ", " + number(hi) + "]");
+    return std::string(what) +
+           (open_top ? " >= " + number(lo) : " in [" + number(lo) + ", " + number(hi) + "]");
   }
   [[noreturn]] void fail(const std::string& key, const json& value, const std::string& expected) {
     throw ConfigError(source_ + ": " + key + " = " + value.dump() + " is invalid: expected " +
@@ -185,7 +187,8 @@ void apply_override(json& root, const std::string& text, const std::string& sour
   std::string part;
   std::vector<std::string> keys;
   while (std::getline(parts, part, '.')) {
-    if (part.empty()) throw ConfigError("--set " + text + ": empty component in key path '" + path + "'");
+    if (part.empty())
+      throw ConfigError("--set " + text + ": empty component in key path '" + path + "'");
     keys.push_back(part);
   }
   for (size_t i = 0; i + 1 < keys.size(); ++i) {
@@ -216,7 +219,8 @@ Config parse_config(const std::string& json_text, const std::string& source,
   }
   for (const auto& o : overrides) apply_override(root, o, source);
   Config config;
-  JsonReader(root, "", source).read(config);
+  JsonReader(root, "", overrides.empty() ? source : source + " (with --set overrides)")
+      .read(config);
   return config;
 }
 

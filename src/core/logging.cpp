@@ -1,13 +1,12 @@
 #include "selfsup/core/logging.h"
 
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 
 #include "selfsup/core/error.h"
 
@@ -21,7 +20,8 @@ void init_logging(int rank, const std::string& log_dir, bool all_ranks) {
   if (!log_dir.empty()) {
     const auto path = std::filesystem::path(log_dir) / ("rank" + std::to_string(rank) + ".log");
     try {
-      auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string(), /*truncate=*/false);
+      auto file =
+          std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string(), /*truncate=*/false);
       file->set_level(spdlog::level::debug);
       sinks.push_back(file);
     } catch (const spdlog::spdlog_ex& e) {

@@ -26,15 +26,16 @@ ConvNetImpl::ConvNetImpl(int64_t in_channels, int64_t width, int64_t stem_stride
     : pool_(pool), feature_dim_(4 * width * pool * pool) {
   features_ = register_module(
       "features",
-      nn::Sequential(conv3x3(in_channels, width, stem_stride), nn::BatchNorm2d(width), nn::ReLU(true),
-                     conv3x3(width, 2 * width, 2), nn::BatchNorm2d(2 * width), nn::ReLU(true),
-                     conv3x3(2 * width, 4 * width, 2), nn::BatchNorm2d(4 * width), nn::ReLU(true)));
+      nn::Sequential(conv3x3(in_channels, width, stem_stride), nn::BatchNorm2d(width),
+                     nn::ReLU(true), conv3x3(width, 2 * width, 2), nn::BatchNorm2d(2 * width),
+                     nn::ReLU(true), conv3x3(2 * width, 4 * width, 2), nn::BatchNorm2d(4 * width),
+                     nn::ReLU(true)));
 }
 
 torch::Tensor ConvNetImpl::forward(torch::Tensor x) {
-  x = features_->forward(to_layout(x));                // [B, 4w, H/(4s), W/(4s)]
-  x = torch::adaptive_avg_pool2d(x, {pool_, pool_});          // [B, 4w, p, p]
-  return x.flatten(1);                                        // [B, 4w*p*p]
+  x = features_->forward(to_layout(x));               // [B, 4w, H/(4s), W/(4s)]
+  x = torch::adaptive_avg_pool2d(x, {pool_, pool_});  // [B, 4w, p, p]
+  return x.flatten(1);                                // [B, 4w*p*p]
 }
 
 BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) {
@@ -45,8 +46,9 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
   if (stride != 1 || in_planes != planes) {
     downsample = register_module(
         "downsample",
-        nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false)),
-                       nn::BatchNorm2d(planes)));
+        nn::Sequential(
+            nn::Conv2d(nn::Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false)),
+            nn::BatchNorm2d(planes)));
   }
 }
 
@@ -88,11 +90,13 @@ torch::Tensor ProjectionHeadImpl::forward(torch::Tensor x) {
 std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels) {
   std::shared_ptr<Encoder> encoder;
   if (config.encoder == "convnet") {
-    encoder = std::make_shared<ConvNetImpl>(in_channels, config.width, config.stem_stride, config.pool);
+    encoder =
+        std::make_shared<ConvNetImpl>(in_channels, config.width, config.stem_stride, config.pool);
   } else if (config.encoder == "resnet18") {
     encoder = std::make_shared<ResNet18Impl>(in_channels);
   } else {
-    throw ConfigError("model.encoder = \"" + config.encoder + "\" is unknown; use convnet or resnet18");
+    throw ConfigError("model.encoder = \"" + config.encoder +
+                      "\" is unknown; use convnet or resnet18");
   }
   encoder->use_channels_last(config.channels_last);
   return encoder;

@@ -19,8 +19,8 @@ ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
   z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
   const auto local = z.view({num_views, b_local, -1}).transpose(0, 1).contiguous();  // [B, V, D]
   const auto global = all_gather_with_grad(local, *comm_);  // [B_global, V, D]
-  const auto nce = info_nce(local, global, int64_t(comm_->rank()) * b_local,
-                            InfoNceOptions(temperature_));
+  const auto nce =
+      info_nce(local, global, int64_t(comm_->rank()) * b_local, InfoNceOptions(temperature_));
   ObjectiveOutput out;
   out.loss = nce.loss;
   out.candidates_per_anchor = nce.candidates_per_anchor;

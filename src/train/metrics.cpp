@@ -1,12 +1,12 @@
 #include "selfsup/train/metrics.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iomanip>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "selfsup/core/error.h"
 
@@ -40,8 +40,8 @@ void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row
     }
     csv_ << '\n';
   }
-  SELFSUP_ASSERT(row.size() == columns_.size(), "metrics row has ", row.size(), " columns, expected ",
-                 columns_.size());
+  SELFSUP_ASSERT(row.size() == columns_.size(), "metrics row has ", row.size(),
+                 " columns, expected ", columns_.size());
   csv_ << std::setprecision(8);
   for (size_t i = 0; i < row.size(); ++i) csv_ << (i ? "," : "") << row[i].second;
   csv_ << '\n';
@@ -49,7 +49,18 @@ void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row
   csv_.flush();
 }
 
-bool write_plots(const std::string& run_dir) {
+namespace {
+
+// A path inside single quotes, for gnuplot ('' is a quote) or the shell ('\'' is a quote).
+std::string quoted(const fs::path& path, bool for_shell) {
+  std::string out = "'";
+  for (char c : path.string()) out += c != '\'' ? std::string(1, c) : (for_shell ? "'\\''" : "''");
+  return out + "'";
+}
+
+}  // namespace
+
+bool write_plots(const std::string& run_dir) try {
   const fs::path dir(run_dir);
   const fs::path csv = dir / "metrics.csv";
   if (!fs::exists(csv)) return false;
@@ -57,39 +68,57 @@ bool write_plots(const std::string& run_dir) {
     spdlog::warn("gnuplot not found: no plots drawn (install gnuplot-nox, see launch/setup.sh)");
     return false;
   }
-  fs::create_directories(dir / "plots");
-  const fs::path script = dir / "plots" / "plots.gp";
+  const fs::path plots = dir / "plots";
+  fs::create_directories(plots);
+  const fs::path script = plots / "plots.gp";
   {
     std::ofstream gp(script);
+    auto png = [&](const char* name) { return quoted(plots / name, false); };
     gp << "set datafile separator ','\n"
           "set terminal pngcairo size 900,540 noenhanced\n"
           "set key autotitle columnhead\n"
           "set grid\n"
           "set xlabel 'step'\n"
-          "data = '" << csv.string() << "'\n"
-          "set output '" << (dir / "plots" / "loss.png").string() << "'\n"
+          "data = "
+       << quoted(csv, false)
+       << "\n"
+          "set output "
+       << png("loss.png")
+       << "\n"
           "set title 'NT-Xent loss'\n"
           "plot data using 'step':'loss' with lines lw 2\n"
-          "set output '" << (dir / "plots" / "mi_bound.png").string() << "'\n"
+          "set output "
+       << png("mi_bound.png")
+       << "\n"
           "set title 'InfoNCE mutual-information bound log(N) - loss (nats)'\n"
           "plot data using 'step':'mi_bound' with lines lw 2\n"
-          "set output '" << (dir / "plots" / "similarity.png").string() << "'\n"
+          "set output "
+       << png("similarity.png")
+       << "\n"
           "set title 'mean cosine similarity'\n"
-          "plot data using 'step':'pos_sim' with lines lw 2, data using 'step':'neg_sim' with lines lw 2\n"
-          "set output '" << (dir / "plots" / "lr.png").string() << "'\n"
+          "plot data using 'step':'pos_sim' with lines lw 2, data using 'step':'neg_sim' with "
+          "lines lw 2\n"
+          "set output "
+       << png("lr.png")
+       << "\n"
           "set title 'learning rate'\n"
           "plot data using 'step':'lr' with lines lw 2\n"
-          "set output '" << (dir / "plots" / "throughput.png").string() << "'\n"
+          "set output "
+       << png("throughput.png")
+       << "\n"
           "set title 'training throughput (images/s)'\n"
           "plot data using 'step':'images_per_s' with lines lw 2\n";
   }
-  const std::string command = "gnuplot '" + script.string() + "' 2>'" +
-                              (dir / "plots" / "gnuplot.log").string() + "'";
+  const std::string command =
+      "gnuplot " + quoted(script, true) + " 2>" + quoted(plots / "gnuplot.log", true);
   if (std::system(command.c_str()) != 0) {
-    spdlog::warn("gnuplot failed; see {}", (dir / "plots" / "gnuplot.log").string());
+    spdlog::warn("gnuplot failed; see {}", (plots / "gnuplot.log").string());
     return false;
   }
   return true;
+} catch (const std::exception& e) {
+  spdlog::warn("could not draw plots: {}", e.what());
+  return false;
 }
 
 }  // namespace selfsup

@@ -7,18 +7,17 @@
 
 namespace selfsup {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimConfig& config,
-                                                        const std::vector<torch::Tensor>& parameters) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(
+    const OptimConfig& config, const std::vector<torch::Tensor>& parameters) {
   if (config.name == "adam") {
     return std::make_unique<torch::optim::Adam>(
         parameters, torch::optim::AdamOptions(config.lr).weight_decay(config.weight_decay));
   }
   if (config.name == "sgd") {
-    return std::make_unique<torch::optim::SGD>(parameters,
-                                               torch::optim::SGDOptions(config.lr)
-                                                   .momentum(config.momentum)
-                                                   .nesterov(config.nesterov)
-                                                   .weight_decay(config.weight_decay));
+    return std::make_unique<torch::optim::SGD>(parameters, torch::optim::SGDOptions(config.lr)
+                                                               .momentum(config.momentum)
+                                                               .nesterov(config.nesterov)
+                                                               .weight_decay(config.weight_decay));
   }
   throw ConfigError("optim.name = \"" + config.name + "\" is unknown; use adam or sgd");
 }

@@ -1,22 +1,23 @@
 #include "selfsup/train/trainer.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
-#include <spdlog/spdlog.h>
-
+#include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
+#include "selfsup/core/files.h"
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
 #include "selfsup/data/loader.h"
 #include "selfsup/data/sampler.h"
 #include "selfsup/dist/gradient_reducer.h"
-#include "selfsup/core/files.h"
 #include "selfsup/train/checkpoint.h"
 #include "selfsup/train/metrics.h"
 #include "selfsup/train/optim.h"
@@ -82,7 +83,9 @@ TrainResult Trainer::run() {
 
   // Model: identical initial weights on every rank (seeded, then broadcast from rank 0).
   torch::manual_seed(config_.seed);
+  const torch::Device device = resolve_device(config_.device, comm_->local_rank());
   objective_ = make_objective(config_, dataset->channels(), comm_);
+  objective_->to(device);
   broadcast_module(*objective_, *comm_);
   objective_->train();
   auto parameters = objective_->parameters();
@@ -100,8 +103,10 @@ TrainResult Trainer::run() {
       objective_->name(), config_.model.encoder, objective_->encoder()->feature_dim(), params,
       tc.batch_size, sampler.local_batch(), config_.augment.views, total_steps, steps_per_epoch,
       world, comm_->backend());
+  spdlog::info("device {}", device.str());
 
-  MetricsWriter metrics(run_dir_);
+  std::optional<MetricsWriter> metrics;  // rank 0 writes the run's metrics
+  if (rank == 0) metrics.emplace(run_dir_);
   const bool bar = rank == 0 && stderr_is_terminal();
   ProgressBar progress(total_steps);
 
@@ -122,12 +127,12 @@ TrainResult Trainer::run() {
       set_learning_rate(*optimizer, lr);
 
       optimizer->zero_grad();
-      auto out = objective_->compute(batch->views);
+      auto out = objective_->compute(batch->views.to(device, /*non_blocking=*/true));
       out.loss.backward();
       reducer.reduce();
 
-      // One collective for every logged number: the global mean over ranks. A non-finite loss on any
-      // rank makes the mean non-finite everywhere, so all ranks agree to skip (invariant 4).
+      // One collective for every logged number: the global mean over ranks. A non-finite loss on
+      // any rank makes the mean non-finite everywhere, so all ranks agree to skip (invariant 4).
       std::vector<double> local_values{out.loss.item<double>()};
       for (const auto& [key, value] : out.metrics) local_values.push_back(value);
       auto values = torch::tensor(local_values, torch::kDouble);
@@ -165,7 +170,7 @@ TrainResult Trainer::run() {
         global_metrics[key] = values[i++].item<double>();
         row.emplace_back(key, global_metrics[key]);
       }
-      if (rank == 0) metrics.write(row);
+      if (metrics) metrics->write(row);
       result.final_loss = loss;
       result.final_mi_bound = mi_bound;
 
@@ -173,12 +178,16 @@ TrainResult Trainer::run() {
       if (step % tc.log_every == 0 || step == total_steps) {
         const double rate = double(window_images) / seconds_since(window_start);
         const std::string line = fmt::format(
-            "step {}/{} epoch {} | loss {:.4f} | MI bound {:.3f} nats (N={}) | pos {:.3f} neg {:.3f} "
+            "step {}/{} epoch {} | loss {:.4f} | MI bound {:.3f} nats (N={}) | pos {:.3f} neg "
+            "{:.3f} "
             "| lr {:.2e} | {:.0f} img/s",
             step, total_steps, epoch, loss, mi_bound, out.candidates_per_anchor,
             global_metrics["pos_sim"], global_metrics["neg_sim"], lr, rate);
         // On a terminal the bar shows progress; the log file always gets the line.
-        if (bar) spdlog::debug(line); else spdlog::info(line);
+        if (bar)
+          spdlog::debug(line);
+        else
+          spdlog::info(line);
         window_start = Clock::now();
         window_images = 0;
       }
@@ -194,15 +203,16 @@ TrainResult Trainer::run() {
     info.step = step;
     info.epoch = step / std::max<int64_t>(1, steps_per_epoch);
     info.config_json = config_to_json(config_);
-    result.checkpoint =
-        save_checkpoint((fs::path(run_dir_) / "checkpoints").string(), info, *objective_, *optimizer);
+    result.checkpoint = save_checkpoint((fs::path(run_dir_) / "checkpoints").string(), info,
+                                        *objective_, *optimizer);
     spdlog::info("checkpoint: {}", result.checkpoint);
     write_plots(run_dir_);
   }
   comm_->barrier();
-  spdlog::info("pretraining done: {} steps in {:.1f} s, {:.0f} img/s, final loss {:.4f}, MI bound {:.3f} nats",
-               result.steps, result.seconds, result.images_per_s, result.final_loss,
-               result.final_mi_bound);
+  spdlog::info(
+      "pretraining done: {} steps in {:.1f} s, {:.0f} img/s, final loss {:.4f}, MI bound {:.3f} "
+      "nats",
+      result.steps, result.seconds, result.images_per_s, result.final_loss, result.final_mi_bound);
   return result;
 }
 

@@ -1,16 +1,17 @@
 #include "selfsup/transfer/transfer.h"
 
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
 
-#include <ATen/Parallel.h>
-#include <spdlog/spdlog.h>
-
+#include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
-#include "selfsup/data/augment.h"
 #include "selfsup/core/files.h"
+#include "selfsup/data/augment.h"
 
 namespace selfsup {
 namespace fs = std::filesystem;
@@ -19,7 +20,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Un-augmented, normalised images [count, C, H, W] of samples [first, first+count), and their labels.
+// Un-augmented, normalised images [count, C, H, W] of samples [first, first+count), and their
+// labels.
 std::pair<torch::Tensor, torch::Tensor> plain_images(const Dataset& dataset,
                                                      const SimClrAugment& augment, int64_t first,
                                                      int64_t count) {
@@ -46,11 +48,14 @@ FeatureSet extract_features(Encoder& encoder, const Dataset& dataset, const Augm
   const bool was_training = encoder.is_training();
   encoder.eval();  // batch norm uses its running statistics; no augmentation
   const SimClrAugment plain(augment);
+  const auto parameters = encoder.parameters();
+  const torch::Device device = parameters.empty() ? torch::kCPU : parameters.front().device();
   std::vector<torch::Tensor> features, labels;
   for (int64_t first = 0; first < dataset.size(); first += batch_size) {
     const int64_t count = std::min(batch_size, dataset.size() - first);
     auto [images, batch_labels] = plain_images(dataset, plain, first, count);
-    features.push_back(encoder.forward(images).contiguous());  // [count, feature_dim]
+    // [count, feature_dim], back on the CPU where the probes run
+    features.push_back(encoder.forward(images.to(device)).to(torch::kCPU).contiguous());
     labels.push_back(batch_labels);
   }
   encoder.train(was_training);
@@ -78,29 +83,29 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
     spdlog::info("transfer: {} -> {}", train->describe(), test->describe());
 
     auto t = Clock::now();
-    const auto train_features = extract_features(encoder, *train, config.augment,
-                                                 config.transfer.batch_size);
-    const auto test_features = extract_features(encoder, *test, config.augment,
-                                                config.transfer.batch_size);
+    const auto train_features =
+        extract_features(encoder, *train, config.augment, config.transfer.batch_size);
+    const auto test_features =
+        extract_features(encoder, *test, config.augment, config.transfer.batch_size);
     const double extract_s = seconds(t);
     t = Clock::now();
-    const auto linear = linear_probe(train_features, test_features, classes,
-                                     config.transfer.linear, config.seed);
+    const auto linear =
+        linear_probe(train_features, test_features, classes, config.transfer.linear, config.seed);
     const double linear_s = seconds(t);
     t = Clock::now();
     const double knn = knn_top1(train_features, test_features, classes, config.transfer.knn);
     const double knn_s = seconds(t);
-    spdlog::info("transfer: linear probe {:.2f}% ({:.1f} s), kNN {:.2f}% ({:.1f} s), features {:.1f} s",
-                 linear.top1, linear_s, knn, knn_s, extract_s);
+    spdlog::info(
+        "transfer: linear probe {:.2f}% ({:.1f} s), kNN {:.2f}% ({:.1f} s), features {:.1f} s",
+        linear.top1, linear_s, knn, knn_s, extract_s);
 
     results["dataset"] = config.data.name;
     results["train_samples"] = train->size();
     results["test_samples"] = test->size();
     results["encoder"] = config.model.encoder;
     results["feature_dim"] = train_features.features.size(1);
-    results["linear_probe"] = {{"top1", linear.top1},
-                               {"train_top1", linear.train_top1},
-                               {"seconds", linear_s}};
+    results["linear_probe"] = {
+        {"top1", linear.top1}, {"train_top1", linear.train_top1}, {"seconds", linear_s}};
     results["knn"] = {{"top1", knn},
                       {"k", config.transfer.knn.k},
                       {"temperature", config.transfer.knn.temperature},
@@ -118,12 +123,13 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
       // Same architecture, random initialisation from a seed of its own (never trained).
       torch::manual_seed(config.seed + 0x9E3779B9ull);
       auto random_encoder = make_encoder(config.model, train->channels());
-      const auto random_train = extract_features(*random_encoder, *train, config.augment,
-                                                 config.transfer.batch_size);
-      const auto random_test = extract_features(*random_encoder, *test, config.augment,
-                                                config.transfer.batch_size);
-      const auto random = linear_probe(random_train, random_test, classes, config.transfer.linear,
-                                       config.seed);
+      random_encoder->to(resolve_device(config.device, comm.local_rank()));
+      const auto random_train =
+          extract_features(*random_encoder, *train, config.augment, config.transfer.batch_size);
+      const auto random_test =
+          extract_features(*random_encoder, *test, config.augment, config.transfer.batch_size);
+      const auto random =
+          linear_probe(random_train, random_test, classes, config.transfer.linear, config.seed);
       results["baselines"]["random_encoder"] = {{"top1", random.top1}, {"seconds", seconds(t)}};
       spdlog::info("transfer: baseline random {} {:.2f}%", config.model.encoder, random.top1);
     }
@@ -139,13 +145,13 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
 std::string format_results_table(const nlohmann::json& results) {
   std::ostringstream out;
   auto row = [&](const std::string& name, const nlohmann::json& entry) {
-    out << "  " << std::left << std::setw(34) << name << std::right << std::setw(8) << std::fixed
+    out << "  " << std::left << std::setw(40) << name << std::right << std::setw(8) << std::fixed
         << std::setprecision(2) << entry.at("top1").get<double>() << " %\n";
   };
   out << "Transfer results on " << results.value("dataset", "?") << " test ("
       << results.value("test_samples", 0) << " images), encoder " << results.value("encoder", "?")
       << "\n";
-  out << "  " << std::left << std::setw(34) << "method" << std::right << std::setw(10) << "top-1"
+  out << "  " << std::left << std::setw(40) << "method" << std::right << std::setw(10) << "top-1"
       << "\n";
   row("SimCLR encoder, linear probe", results.at("linear_probe"));
   row("SimCLR encoder, kNN (k=" + std::to_string(results.at("knn").value("k", 0)) + ")",

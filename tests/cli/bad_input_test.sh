@@ -58,6 +58,9 @@ expect_error unwritable-run-dir "run directory.*--run-dir" -- \
   "$bin" train "$tmp/ok.json" --run-dir "$tmp/a_file/run"
 expect_error multi-rank-without-backend "rank 1 of 2 by mpirun" -- \
   env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 "$bin" train "$tmp/ok.json" --run-dir "$tmp/r8"
+expect_error cuda-without-gpu "device = \"cuda\", but no CUDA device" -- \
+  "$bin" train "$tmp/ok.json" --set device=cuda --run-dir "$tmp/r9"
+expect_error usage-no-config "config is required.*see selfsup --help" -- "$bin" train
 expect_error transfer-without-run "not a selfsup run directory" -- "$bin" transfer --run "$tmp/empty"
 
 if [[ $failures -gt 0 ]]; then echo "$failures case(s) failed"; exit 1; fi

@@ -45,6 +45,18 @@ assert config["data"]["limit_train"] == 1024 and config["train"]["batch_size"] =
 print("run directory ok:", results["linear_probe"]["top1"], results["knn"]["top1"])
 PY
 
+# The same run with a different number of loader workers follows the identical trajectory:
+# augmentation randomness is keyed by (seed, epoch, sample, view), never by thread.
+"$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/run_workers" --no-transfer \
+  --set data.limit_train=1024 train.batch_size=128 train.epochs=2 optim.warmup_steps=4 \
+        train.threads=1 data.workers=3 >/dev/null
+/usr/bin/python3 - "$run/metrics.jsonl" "$tmp/run_workers/metrics.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p)] for p in sys.argv[1:3])
+assert a == b, f"losses differ between 1 and 3 loader workers:\n{a}\n{b}"
+print("loader worker count does not change the trajectory")
+PY
+
 # The transfer stage alone, from the saved checkpoint, gives the same numbers (deterministic probe).
 cp "$run/transfer/results.json" "$tmp/first.json"
 "$bin" transfer --run "$run" >"$tmp/stdout2"

@@ -1,13 +1,16 @@
+#include "selfsup/core/config.h"
+
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
-#include "selfsup/core/config.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
 namespace {
 
-// The message of the ConfigError thrown by parsing `text` with `overrides` (fails the test if none).
+// The message of the ConfigError thrown by parsing `text` with `overrides` (fails the test if
+// none).
 std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
   try {
     parse_config(text, "test.json", overrides);

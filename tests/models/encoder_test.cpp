@@ -1,7 +1,7 @@
+#include "selfsup/models/encoder.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include "selfsup/models/encoder.h"
 
 namespace selfsup {
 namespace {
@@ -34,13 +34,12 @@ TEST(Encoder, ResNet18UsesTorchvisionNames) {
   config.encoder = "resnet18";
   auto encoder = make_encoder(config, 3);
   const auto params = encoder->named_parameters();
-  for (const auto* name : {"conv1.weight", "bn1.weight", "layer1.0.conv1.weight",
-                           "layer2.0.downsample.0.weight", "layer2.0.downsample.1.bias",
-                           "layer4.1.bn2.weight"}) {
+  for (const auto* name :
+       {"conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.bias", "layer4.1.bn2.weight"}) {
     EXPECT_TRUE(params.contains(name)) << name;
   }
-  EXPECT_EQ(encoder->forward(torch::randn({2, 3, 32, 32})).sizes(),
-            (std::vector<int64_t>{2, 512}));
+  EXPECT_EQ(encoder->forward(torch::randn({2, 3, 32, 32})).sizes(), (std::vector<int64_t>{2, 512}));
   int64_t count = 0;
   for (const auto& p : encoder->parameters()) count += p.numel();
   // torchvision's resnet18 has 11 689 512 parameters; the small-image stem (3x3 conv1 instead of

@@ -1,12 +1,12 @@
 // NT-Xent against an independent, naive per-anchor formulation (float64): loss and gradient.
 
-#include <cmath>
-#include <tuple>
+#include "selfsup/objectives/info_nce.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "selfsup/objectives/info_nce.h"
+#include <cmath>
+#include <tuple>
 
 namespace selfsup {
 namespace {
@@ -22,7 +22,8 @@ torch::Tensor naive_nt_xent(const torch::Tensor& z, double temperature) {
   for (int64_t a = 0; a < n; ++a) {
     std::vector<torch::Tensor> denominator_terms;
     for (int64_t j = 0; j < n; ++j) {
-      if (j != a) denominator_terms.push_back(torch::exp(torch::dot(flat[a], flat[j]) / temperature));
+      if (j != a)
+        denominator_terms.push_back(torch::exp(torch::dot(flat[a], flat[j]) / temperature));
     }
     const auto log_denominator = torch::log(torch::stack(denominator_terms).sum());
     std::vector<torch::Tensor> terms;

@@ -1,8 +1,8 @@
-#include <cmath>
+#include "selfsup/train/optim.h"
 
 #include <gtest/gtest.h>
 
-#include "selfsup/train/optim.h"
+#include <cmath>
 
 namespace selfsup {
 namespace {
@@ -13,9 +13,9 @@ TEST(Schedule, WarmupThenCosine) {
   config.warmup_steps = 10;
   config.min_lr_ratio = 0.0;
   const int64_t total = 110;
-  EXPECT_NEAR(learning_rate(config, 0, total), 0.01, 1e-12);   // first warmup step: lr/10
-  EXPECT_NEAR(learning_rate(config, 9, total), 0.1, 1e-12);    // end of warmup: the peak
-  EXPECT_NEAR(learning_rate(config, 10, total), 0.1, 1e-12);   // cosine starts at the peak
+  EXPECT_NEAR(learning_rate(config, 0, total), 0.01, 1e-12);  // first warmup step: lr/10
+  EXPECT_NEAR(learning_rate(config, 9, total), 0.1, 1e-12);   // end of warmup: the peak
+  EXPECT_NEAR(learning_rate(config, 10, total), 0.1, 1e-12);  // cosine starts at the peak
   EXPECT_NEAR(learning_rate(config, 10 + 99 / 2.0, total), 0.05, 1e-3);
   EXPECT_NEAR(learning_rate(config, total - 1, total), 0.0, 1e-12);  // ends at the floor
   for (int64_t s = 10; s + 1 < total; ++s) {

@@ -6,11 +6,10 @@
 // resolved config, and rejecting unknown keys. Library code receives these structs, never raw JSON.
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace selfsup {
 
@@ -18,7 +17,7 @@ namespace selfsup {
 struct DataConfig {
   std::string dataset = "idx";  // dataset format: "idx" (Fashion-MNIST / MNIST files)
   std::string root = "/usr/share/datasets/fashion-mnist";  // folder holding the dataset files
-  std::string name = "fashion-mnist";                       // dataset name, for reports
+  std::string name = "fashion-mnist";                      // dataset name, for reports
   int64_t limit_train = 0;  // use only the first N training images (0 = all)
   int64_t limit_test = 0;   // use only the first N test images (0 = all)
   int workers = 2;          // loader worker threads
@@ -38,17 +37,17 @@ struct DataConfig {
 
 /// The SimCLR augmentation recipe for one view (small grayscale images).
 struct AugmentConfig {
-  int views = 2;                                // views per image
-  std::vector<double> crop_scale{0.2, 1.0};     // random resized crop: area fraction range
+  int views = 2;                                    // views per image
+  std::vector<double> crop_scale{0.2, 1.0};         // random resized crop: area fraction range
   std::vector<double> crop_ratio{0.75, 4.0 / 3.0};  // random resized crop: aspect ratio range
-  double flip_prob = 0.5;                       // horizontal flip probability
-  double jitter_prob = 0.8;                     // probability of brightness/contrast jitter
-  double brightness = 0.4;                      // brightness factor drawn from [1-b, 1+b]
-  double contrast = 0.4;                        // contrast factor drawn from [1-c, 1+c]
-  double blur_prob = 0.0;                       // Gaussian blur probability
-  std::vector<double> blur_sigma{0.1, 2.0};     // blur sigma range, pixels
-  double mean = 0.2860;                         // normalisation mean (Fashion-MNIST train)
-  double std = 0.3530;                          // normalisation standard deviation
+  double flip_prob = 0.5;                           // horizontal flip probability
+  double jitter_prob = 0.8;                         // probability of brightness/contrast jitter
+  double brightness = 0.4;                          // brightness factor drawn from [1-b, 1+b]
+  double contrast = 0.4;                            // contrast factor drawn from [1-c, 1+c]
+  double blur_prob = 0.0;                           // Gaussian blur probability
+  std::vector<double> blur_sigma{0.1, 2.0};         // blur sigma range, pixels
+  double mean = 0.2860;                             // normalisation mean (Fashion-MNIST train)
+  double std = 0.3530;                              // normalisation standard deviation
 
   template <typename V>
   void visit(V& v) {
@@ -100,14 +99,14 @@ struct LossConfig {
 
 /// Optimizer and learning-rate schedule.
 struct OptimConfig {
-  std::string name = "adam";   // "adam" or "sgd"
-  double lr = 1e-3;            // peak learning rate
-  double weight_decay = 1e-6;  // L2 weight decay
-  double momentum = 0.9;       // SGD momentum
-  bool nesterov = false;       // SGD Nesterov momentum
-  int64_t warmup_steps = 100;  // linear warmup from 0 to lr
+  std::string name = "adam";        // "adam" or "sgd"
+  double lr = 1e-3;                 // peak learning rate
+  double weight_decay = 1e-6;       // L2 weight decay
+  double momentum = 0.9;            // SGD momentum
+  bool nesterov = false;            // SGD Nesterov momentum
+  int64_t warmup_steps = 100;       // linear warmup from 0 to lr
   std::string schedule = "cosine";  // after warmup: "cosine" (to min_lr_ratio*lr) or "constant"
-  double min_lr_ratio = 0.0;   // final learning rate as a fraction of lr
+  double min_lr_ratio = 0.0;        // final learning rate as a fraction of lr
 
   template <typename V>
   void visit(V& v) {
@@ -158,8 +157,8 @@ struct LinearProbeConfig {
 
 /// Weighted kNN on frozen features.
 struct KnnConfig {
-  int64_t k = 200;            // neighbours
-  double temperature = 0.1;   // weight = exp(cosine / temperature)
+  int64_t k = 200;           // neighbours
+  double temperature = 0.1;  // weight = exp(cosine / temperature)
 
   template <typename V>
   void visit(V& v) {
@@ -170,9 +169,9 @@ struct KnnConfig {
 
 /// The transfer (downstream) stage.
 struct TransferConfig {
-  bool enabled = true;              // run after pretraining
-  bool baselines = true;            // also probe raw pixels and a random encoder
-  int64_t batch_size = 1024;        // feature extraction batch size
+  bool enabled = true;        // run after pretraining
+  bool baselines = true;      // also probe raw pixels and a random encoder
+  int64_t batch_size = 1024;  // feature extraction batch size
   LinearProbeConfig linear;
   KnnConfig knn;
 
@@ -198,8 +197,8 @@ struct DistConfig {
 
 /// The whole run.
 struct Config {
-  std::string name = "run";  // run name: the default run directory is runs/<name>
-  uint64_t seed = 0;         // seeds every random stream of the run
+  std::string name = "run";    // run name: the default run directory is runs/<name>
+  uint64_t seed = 0;           // seeds every random stream of the run
   std::string device = "cpu";  // "cpu" or "cuda"
   DataConfig data;
   AugmentConfig augment;

@@ -7,8 +7,8 @@
 namespace selfsup {
 
 struct LaunchEnvironment {
-  int world_size = 1;        // processes in the job, from the launcher (1 when not launched)
-  int rank = 0;              // this process's rank, from the launcher
+  int world_size = 1;             // processes in the job, from the launcher (1 when not launched)
+  int rank = 0;                   // this process's rank, from the launcher
   std::string launcher = "none";  // "mpirun", "srun" or "none"
 };
 

@@ -2,17 +2,18 @@
 // Logging: spdlog to the console (rank-prefixed) and to <run>/logs/rank<r>.log, plus the rank-0
 // progress bar that is drawn only when stderr is a terminal.
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include <spdlog/spdlog.h>
-
 namespace selfsup {
 
-/// Sets the default spdlog logger: console (info and above; rank 0 only unless `all_ranks`) and, when
-/// `log_dir` is not empty, `<log_dir>/rank<rank>.log` (debug and above). Lines carry "[rank r]".
+/// Sets the default spdlog logger: console (info and above; rank 0 only unless `all_ranks`) and,
+/// when `log_dir` is not empty, `<log_dir>/rank<rank>.log` (debug and above). Lines carry "[rank
+/// r]".
 void init_logging(int rank, const std::string& log_dir = "", bool all_ranks = false);
 
 /// True when stderr is an interactive terminal.

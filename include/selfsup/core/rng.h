@@ -1,8 +1,8 @@
 #pragma once
 // Counter-keyed random streams.
 //
-// Every random decision of the data pipeline is drawn from a stream keyed by (seed, epoch, sample index,
-// view), never by thread or rank, so augmentations do not depend on scheduling or world size
+// Every random decision of the data pipeline is drawn from a stream keyed by (seed, epoch, sample
+// index, view), never by thread or rank, so augmentations do not depend on scheduling or world size
 // (DESIGN.md, invariant 3). The key is mixed with SplitMix64 into the seed of a std::mt19937_64.
 
 #include <cstdint>

@@ -5,7 +5,6 @@
 // the same view whatever thread computes it.
 
 #include <cstdint>
-
 #include <opencv2/core/mat.hpp>
 
 #include "selfsup/core/config.h"

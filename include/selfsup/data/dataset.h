@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
-
 #include <opencv2/core/mat.hpp>
+#include <string>
 
 namespace selfsup {
 
@@ -14,8 +13,8 @@ struct DataConfig;
 
 /// One decoded sample.
 struct Sample {
-  cv::Mat image;      // HxW (CV_8UC1) or HxWx3 (CV_8UC3), uint8
-  int64_t label = -1; // class index, or -1 when the dataset has no labels
+  cv::Mat image;       // HxW (CV_8UC1) or HxWx3 (CV_8UC3), uint8
+  int64_t label = -1;  // class index, or -1 when the dataset has no labels
 };
 
 /// Random-access, thread-safe (const) image dataset.
@@ -38,8 +37,8 @@ class Dataset {
 
 enum class Split { kTrain, kTest };
 
-/// Opens the dataset named by `config.dataset` under `config.root`; throws Error with the path and what
-/// to do when files are missing, truncated or malformed.
+/// Opens the dataset named by `config.dataset` under `config.root`; throws Error with the path and
+/// what to do when files are missing, truncated or malformed.
 std::unique_ptr<Dataset> open_dataset(const DataConfig& config, Split split);
 
 }  // namespace selfsup

@@ -18,9 +18,9 @@ struct IdxArray {
   std::vector<uint8_t> data;   // row-major, product(shape) bytes
 };
 
-/// Reads an IDX file; a path ending in ".gz" is decompressed with zlib. Checks the magic, the element
-/// type, the header and that the file holds exactly the declared number of bytes; throws Error naming
-/// the path otherwise.
+/// Reads an IDX file; a path ending in ".gz" is decompressed with zlib. Checks the magic, the
+/// element type, the header and that the file holds exactly the declared number of bytes; throws
+/// Error naming the path otherwise.
 IdxArray read_idx(const std::string& path);
 
 /// Writes a uint8 IDX file (gzip-compressed when the path ends in ".gz"). Used by tests and tools.
@@ -51,8 +51,8 @@ class IdxDataset : public Dataset {
   int64_t num_classes_ = 0;
 };
 
-/// Finds `<stem>` or `<stem>.gz` under `root` (e.g. "train-images-idx3-ubyte"); throws Error listing
-/// what was looked for when neither exists.
+/// Finds `<stem>` or `<stem>.gz` under `root` (e.g. "train-images-idx3-ubyte"); throws Error
+/// listing what was looked for when neither exists.
 std::string find_idx_file(const std::string& root, const std::string& stem);
 
 }  // namespace selfsup

@@ -1,7 +1,8 @@
 #pragma once
-// The distributed sampler: one global permutation per epoch (seeded by (seed, epoch)); global batches
-// are consecutive slices of it, and each rank takes its contiguous share of every global batch.
-// Incomplete last batches are dropped, so every rank runs the same number of steps with the same shapes.
+// The distributed sampler: one global permutation per epoch (seeded by (seed, epoch)); global
+// batches are consecutive slices of it, and each rank takes its contiguous share of every global
+// batch. Incomplete last batches are dropped, so every rank runs the same number of steps with the
+// same shapes.
 
 #include <cstdint>
 #include <vector>
@@ -11,7 +12,8 @@ namespace selfsup {
 class DistributedSampler {
  public:
   /// `global_batch` must be divisible by `world`; throws Error otherwise.
-  DistributedSampler(int64_t dataset_size, int64_t global_batch, int rank, int world, uint64_t seed);
+  DistributedSampler(int64_t dataset_size, int64_t global_batch, int rank, int world,
+                     uint64_t seed);
 
   /// Steps (global batches) per epoch.
   int64_t steps_per_epoch() const { return dataset_size_ / global_batch_; }

@@ -3,10 +3,10 @@
 // (`dist.backend`): Local (a world of one), Mpi (CPU tensors), Nccl (CUDA tensors). DESIGN.md §3.
 // Every call is collective: all ranks call it, in the same order, with the same shapes.
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 namespace selfsup {
 
@@ -45,14 +45,15 @@ class LocalCommunicator : public Communicator {
   std::string backend() const override { return "local"; }
 };
 
-/// Forward: all_gather of x [n, ...] -> [size*n, ...]. Backward: reduce_scatter (sum) of the incoming
-/// gradient, so each rank receives the sum over ranks of the gradient with respect to its own slice.
-/// With every rank's loss being the mean over its own anchors and parameter gradients averaged over
-/// ranks, this makes the gradient equal to the single-process gradient on the global batch.
+/// Forward: all_gather of x [n, ...] -> [size*n, ...]. Backward: reduce_scatter (sum) of the
+/// incoming gradient, so each rank receives the sum over ranks of the gradient with respect to its
+/// own slice. With every rank's loss being the mean over its own anchors and parameter gradients
+/// averaged over ranks, this makes the gradient equal to the single-process gradient on the global
+/// batch.
 torch::Tensor all_gather_with_grad(const torch::Tensor& x, Communicator& comm);
 
-/// Makes the communicator named by `backend` ("auto", "local", "mpi", "nccl"); throws Error when the
-/// backend is not built in or does not fit the device.
+/// Makes the communicator named by `backend` ("auto", "local", "mpi", "nccl"); throws Error when
+/// the backend is not built in or does not fit the device.
 std::shared_ptr<Communicator> make_communicator(const std::string& backend, bool cuda);
 
 }  // namespace selfsup

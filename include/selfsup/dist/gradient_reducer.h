@@ -2,10 +2,10 @@
 // Gradient reduction policy (the transport is the Communicator): parameter gradients are averaged
 // over ranks after backward, in flat buckets so that many small tensors cost few collectives.
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "selfsup/dist/communicator.h"
 

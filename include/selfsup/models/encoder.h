@@ -2,10 +2,10 @@
 // Encoders (image -> feature vector) and the projection head. Names follow torchvision where an
 // equivalent exists (conv1, bn1, layer1.0.conv1, ...), so exported weights load in Python.
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
-
-#include <torch/torch.h>
 
 #include "selfsup/core/config.h"
 

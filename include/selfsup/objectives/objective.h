@@ -3,12 +3,12 @@
 // an encoder (the part that transfers) and its own pretext head (dropped at transfer). One source
 // file per objective.
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "selfsup/core/config.h"
 #include "selfsup/models/encoder.h"

@@ -22,8 +22,9 @@ class MetricsWriter {
   std::vector<std::string> columns_;
 };
 
-/// Draws `<run_dir>/plots/{loss,mi_bound,similarity,lr,throughput}.png` from metrics.csv with gnuplot.
-/// Returns false (and logs a warning) when gnuplot is not installed or fails; never throws.
+/// Draws `<run_dir>/plots/{loss,mi_bound,similarity,lr,throughput}.png` from metrics.csv with
+/// gnuplot. Returns false (and logs a warning) when gnuplot is not installed or fails; never
+/// throws.
 bool write_plots(const std::string& run_dir);
 
 }  // namespace selfsup

@@ -1,6 +1,6 @@
 #pragma once
-// The training loop: loader -> objective -> backward -> gradient reduction -> optimizer, with metrics,
-// logs, the rank-0 progress bar and the final checkpoint.
+// The training loop: loader -> objective -> backward -> gradient reduction -> optimizer, with
+// metrics, logs, the rank-0 progress bar and the final checkpoint.
 
 #include <cstdint>
 #include <memory>
@@ -13,7 +13,7 @@
 namespace selfsup {
 
 struct TrainResult {
-  int64_t steps = 0;            // optimizer steps taken
+  int64_t steps = 0;            // training steps run (skipped ones included)
   int64_t skipped_steps = 0;    // steps skipped on a non-finite loss
   double final_loss = 0.0;      // global mean loss of the last step
   double final_mi_bound = 0.0;  // log(N) - final_loss
@@ -27,7 +27,8 @@ class Trainer {
   /// `run_dir` must exist (see prepare_run_dir); every rank constructs a Trainer.
   Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm);
   ~Trainer();
-  /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps) and writes the final checkpoint.
+  /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps) and writes the final
+  /// checkpoint.
   TrainResult run();
   /// The objective being trained (its encoder is what transfers).
   std::shared_ptr<Objective> objective() const { return objective_; }
@@ -39,8 +40,9 @@ class Trainer {
   std::shared_ptr<Objective> objective_;
 };
 
-/// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json and
-/// the command line as command.txt. Throws Error naming the directory when it cannot be written.
+/// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json
+/// and the command line as command.txt. Throws Error naming the directory when it cannot be
+/// written.
 void prepare_run_dir(const std::string& run_dir, const Config& config,
                      const std::string& command_line);
 

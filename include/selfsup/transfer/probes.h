@@ -2,9 +2,9 @@
 // Downstream probes on frozen features: a linear probe (multinomial logistic regression on
 // standardised features) and a weighted kNN classifier (cosine similarity).
 
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 #include "selfsup/core/config.h"
 

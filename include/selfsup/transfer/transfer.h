@@ -3,9 +3,8 @@
 // encoder on un-augmented images, and the linear probe and kNN score them on the test split, beside
 // the baselines that keep the number honest (raw pixels, a randomly initialised encoder).
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "selfsup/core/config.h"
 #include "selfsup/data/dataset.h"
