@@ -23,6 +23,7 @@
 #include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/files.h"
+#include "selfsup/core/launch.h"
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
 #include "selfsup/dist/communicator.h"
@@ -160,6 +161,18 @@ int main(int argc, char** argv) {
     return kExitUsageError;
   }
 
+  // One line on stderr; with several ranks it names the rank and ends the whole job, so that no
+  // other rank waits forever in a collective for this one.
+  std::shared_ptr<Communicator> comm;
+  auto fail = [&](const std::string& message, int exit_code) {
+    const bool multi_rank = comm && comm->size() > 1;
+    std::cerr << "selfsup: error: "
+              << (multi_rank ? "[rank " + std::to_string(comm->rank()) + "] " : "") << message
+              << std::endl;
+    if (multi_rank) comm->abort(exit_code);
+    return exit_code;
+  };
+
   try {
     if (info->parsed()) return run_info();
 
@@ -177,13 +190,13 @@ int main(int argc, char** argv) {
       config = load_config(saved, overrides);
     }
 
-    auto comm = make_communicator(config.dist.backend, config.device == "cuda");
+    comm = make_communicator(config.dist.backend, config.device == "cuda");
     if (train->parsed() && comm->rank() == 0) {
       prepare_run_dir(run_dir, config, join_args(argc, argv));
     }
     comm->barrier();
     init_logging(comm->rank(), (fs::path(run_dir) / "logs").string());
-    torch::set_num_threads(choose_threads(config.train.threads, 1));
+    torch::set_num_threads(choose_threads(config.train.threads, detect_launch().local_size));
     spdlog::info("selfsup {} | run directory {} | {} threads", SELFSUP_VERSION, run_dir,
                  torch::get_num_threads());
 
@@ -212,10 +225,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const ConfigError& e) {
-    std::cerr << "selfsup: error: " << first_line(e.what()) << std::endl;
-    return kExitUsageError;
+    return fail(first_line(e.what()), kExitUsageError);
   } catch (const std::exception& e) {
-    std::cerr << "selfsup: error: " << first_line(e.what()) << std::endl;
-    return kExitRuntimeError;
+    return fail(first_line(e.what()), kExitRuntimeError);
   }
 }

@@ -21,10 +21,14 @@ LaunchEnvironment detect_launch() {
     env.launcher = "mpirun";
     env.world_size = env_int("OMPI_COMM_WORLD_SIZE", 1);
     env.rank = env_int("OMPI_COMM_WORLD_RANK", 0);
+    env.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", -1);
+    env.local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
   } else if (std::getenv("SLURM_PROCID") != nullptr && std::getenv("SLURM_NTASKS") != nullptr) {
     env.launcher = "srun";
     env.world_size = env_int("SLURM_NTASKS", 1);
     env.rank = env_int("SLURM_PROCID", 0);
+    env.local_rank = env_int("SLURM_LOCALID", -1);
+    env.local_size = env_int("SLURM_NTASKS_PER_NODE", 1);
   }
   return env;
 }

@@ -43,11 +43,14 @@ void GradientReducer::reduce() {
 void broadcast_module(torch::nn::Module& module, Communicator& comm) {
   if (comm.size() == 1) return;
   torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) {
-    auto data = p.detach();
-    comm.broadcast_(data, 0);
-  }
-  for (auto& b : module.buffers()) comm.broadcast_(b, 0);
+  auto broadcast = [&](const torch::Tensor& tensor) {
+    // Collectives take contiguous buffers; channels-last weights go through a contiguous copy.
+    auto buffer = tensor.detach().contiguous();
+    comm.broadcast_(buffer, 0);
+    if (!buffer.is_same(tensor)) tensor.detach().copy_(buffer);
+  };
+  for (const auto& p : module.parameters()) broadcast(p);
+  for (const auto& b : module.buffers()) broadcast(b);
 }
 
 }  // namespace selfsup

@@ -56,8 +56,11 @@ expect_error truncated-dataset "truncated" -- \
   "$bin" train "$tmp/ok.json" --set data.root="$tmp/truncated" --run-dir "$tmp/r7"
 expect_error unwritable-run-dir "run directory.*--run-dir" -- \
   "$bin" train "$tmp/ok.json" --run-dir "$tmp/a_file/run"
-expect_error multi-rank-without-backend "rank 1 of 2 by mpirun" -- \
+expect_error launcher-mpi-mismatch "mpirun started 2 processes but MPI sees a world of 1" -- \
   env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 "$bin" train "$tmp/ok.json" --run-dir "$tmp/r8"
+expect_error multi-rank-local-backend "rank 1 of 2 by srun.*dist.backend = \"local\" runs one process" -- \
+  env SLURM_NTASKS=2 SLURM_PROCID=1 "$bin" train "$tmp/ok.json" --set dist.backend=local \
+  --run-dir "$tmp/r10"
 expect_error cuda-without-gpu "device = \"cuda\", but no CUDA device" -- \
   "$bin" train "$tmp/ok.json" --set device=cuda --run-dir "$tmp/r9"
 expect_error usage-no-config "config is required.*see selfsup --help" -- "$bin" train

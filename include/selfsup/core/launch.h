@@ -9,10 +9,13 @@ namespace selfsup {
 struct LaunchEnvironment {
   int world_size = 1;             // processes in the job, from the launcher (1 when not launched)
   int rank = 0;                   // this process's rank, from the launcher
+  int local_rank = -1;            // rank on this node, from the launcher (-1 when it does not say)
+  int local_size = 1;             // processes on this node, from the launcher
   std::string launcher = "none";  // "mpirun", "srun" or "none"
 };
 
-/// Reads OMPI_COMM_WORLD_SIZE/RANK (Open MPI's mpirun), or SLURM_NTASKS/SLURM_PROCID (srun).
+/// Reads OMPI_COMM_WORLD_{SIZE,RANK,LOCAL_RANK,LOCAL_SIZE} (Open MPI's mpirun), or
+/// SLURM_{NTASKS,PROCID,LOCALID} and SLURM_NTASKS_PER_NODE (srun).
 LaunchEnvironment detect_launch();
 
 }  // namespace selfsup

@@ -29,6 +29,9 @@ class Communicator {
   virtual void barrier() = 0;
   /// Backend name for logs: "local", "mpi", "nccl".
   virtual std::string backend() const = 0;
+  /// Ends every rank of the job now (after this rank hit an error), so none is left waiting in a
+  /// collective. A world of one just returns.
+  virtual void abort(int exit_code) {}
 };
 
 /// A world of one: every collective is the identity (a copy where the API returns a new tensor).
@@ -51,6 +54,10 @@ class LocalCommunicator : public Communicator {
 /// averaged over ranks, this makes the gradient equal to the single-process gradient on the global
 /// batch.
 torch::Tensor all_gather_with_grad(const torch::Tensor& x, Communicator& comm);
+
+/// The MPI communicator over MPI_COMM_WORLD; throws Error when this build has no MPI
+/// (src/dist/mpi_communicator.cpp or src/dist/no_mpi.cpp, chosen by CMake).
+std::shared_ptr<Communicator> make_mpi_communicator();
 
 /// Makes the communicator named by `backend` ("auto", "local", "mpi", "nccl"); throws Error when
 /// the backend is not built in or does not fit the device.

@@ -1,0 +1,41 @@
+#pragma once
+// The MPI backend of the Communicator: CPU tensors, collectives over MPI_COMM_WORLD.
+
+#include <memory>
+#include <string>
+
+#include "selfsup/dist/communicator.h"
+
+namespace selfsup {
+
+/// Initialises MPI once per process (MPI_THREAD_FUNNELED: only the main thread calls MPI) and
+/// finalises it at exit. Safe to call more than once.
+void ensure_mpi_initialized();
+
+/// A Communicator over MPI_COMM_WORLD for CPU tensors. Every MPI call is checked; a failure throws
+/// Error naming the call, file:line, rank and host.
+class MpiCommunicator : public Communicator {
+ public:
+  MpiCommunicator();
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  torch::Tensor all_gather(const torch::Tensor& x) override;
+  torch::Tensor reduce_scatter(const torch::Tensor& x) override;
+  void all_reduce_(torch::Tensor& x, ReduceOp op) override;
+  void broadcast_(torch::Tensor& x, int root) override;
+  void barrier() override;
+  std::string backend() const override { return "mpi"; }
+  /// MPI_Abort on MPI_COMM_WORLD: the launcher ends every rank.
+  void abort(int exit_code) override;
+  /// This process's host name (for error messages and the rank table).
+  const std::string& host() const { return host_; }
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  std::string host_;
+};
+
+}  // namespace selfsup

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Two ranks under mpirun train end to end on a slice of Fashion-MNIST (MPI backend chosen by
+# dist.backend=auto), and a failing run ends every rank with a non-zero status instead of hanging.
+# Usage: mpi_train_test.sh SELFSUP_BINARY SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$2
+command -v mpirun >/dev/null || { echo "FAIL: mpirun not found (install openmpi-bin: launch/setup.sh)"; exit 1; }
+"$bin" info | grep -q "MPI        Open MPI" || { echo "FAIL: selfsup built without MPI"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi=(mpirun -np 2 --oversubscribe)
+
+"${mpi[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/run" --no-transfer \
+  --set data.limit_train=512 train.batch_size=64 train.epochs=1 train.threads=1 optim.warmup_steps=2 \
+  >"$tmp/out" 2>&1 || { cat "$tmp/out"; echo "FAIL: 2-rank training failed"; exit 1; }
+grep -q "2 ranks, backend mpi" "$tmp/run/logs/rank0.log" || { echo "FAIL: rank 0 log lacks the world"; exit 1; }
+[[ -s "$tmp/run/logs/rank1.log" ]] || { echo "FAIL: no rank 1 log"; exit 1; }
+[[ -s "$tmp/run/checkpoints/latest" ]] || { echo "FAIL: no checkpoint"; exit 1; }
+lines=$(wc -l <"$tmp/run/metrics.jsonl")
+[[ $lines -eq 8 ]] || { echo "FAIL: metrics.jsonl has $lines lines, expected 8 (512/64 steps, rank 0 only)"; exit 1; }
+echo "ok   2-rank training: $(tail -1 "$tmp/run/metrics.jsonl" | cut -c1-120)"
+
+# A runtime error on every rank (no dataset) ends the job quickly with a non-zero status.
+status=0
+timeout 120 "${mpi[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/run2" \
+  --set data.root="$tmp/nowhere" >"$tmp/out2" 2>&1 || status=$?
+if [[ $status -eq 0 || $status -eq 124 ]]; then
+  cat "$tmp/out2"; echo "FAIL: failing 2-rank run exited with $status (want non-zero, no timeout)"; exit 1
+fi
+grep -q "selfsup: error: \[rank [01]\] cannot find" "$tmp/out2" || { cat "$tmp/out2"; echo "FAIL: no rank-prefixed error"; exit 1; }
+echo "ok   failing 2-rank run ended with status $status"
+echo "mpi train test passed"
