@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "selfsup/core/error.h"
+#include "selfsup/core/rng.h"
 
 namespace selfsup {
 namespace {
@@ -36,14 +37,10 @@ constexpr double kPi = 3.14159265358979323846;
 // on the test split. Relative, so that multiplying all features by a constant changes nothing.
 constexpr double kConstantFeatureRatio = 1e-6;
 
-// Derives the probe's shuffling stream from the run seed (splitmix64 finaliser), so that it does
-// not replay a stream another part of the run draws from the same seed.
-uint64_t derive_seed(uint64_t seed) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL + 0x70726F6265ULL;  // "probe"
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
+// The probe's shuffling stream, derived from the run seed so that it does not replay a stream
+// another part of the run draws from the same seed.
+constexpr uint64_t kProbeStream = 0x70726F6265ULL;  // "probe"
+uint64_t derive_seed(uint64_t seed) { return splitmix64(seed + kProbeStream); }
 
 // Adam's first and second moment estimates for one parameter tensor.
 struct AdamState {
