@@ -35,7 +35,7 @@ trap 'rm -rf "$(dirname "$run")"' EXIT
 echo "[bench] selfsup: $config, $steps steps ${sets[*]:-}"
 "$bin" train "$config" --run-dir "$run" --no-transfer \
   --set train.max_steps="$steps" train.log_every=10 optim.warmup_steps=1 "${sets[@]}" >/dev/null
-threads=$(grep -o '| [0-9]* threads' "$run/logs/rank0.log" | head -1 | grep -o '[0-9]*')
+threads=$(awk '/ threads$/ && !n++ {print $(NF-1)}' "$run/logs/rank0.log")
 
 selfsup_json=$(/usr/bin/python3 - "$run/metrics.jsonl" <<'PY'
 import json, sys

@@ -32,7 +32,8 @@ packages=(
 
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
     missing+=("$p")
   fi
 done
@@ -53,11 +54,13 @@ else
 fi
 
 # libblas.so.3 must resolve to OpenBLAS, not the reference BLAS (Debian's alternatives decide).
-blas_alt=$(update-alternatives --get-selections 2>/dev/null | awk '$1 ~ /^libblas\.so\.3/ {print $1; exit}')
+# (awk reads to the end: exiting early would SIGPIPE update-alternatives, which pipefail turns
+# into a random failure of this script)
+blas_alt=$(update-alternatives --get-selections 2>/dev/null | awk '$1 ~ /^libblas\.so\.3/ && !n++ {print $1}')
 if [[ -n "$blas_alt" ]]; then
   current=$(update-alternatives --query "$blas_alt" | awk '/^Value:/ {print $2}')
   if [[ "$current" != *openblas* ]]; then
-    openblas=$(update-alternatives --list "$blas_alt" | grep -m1 openblas || true)
+    openblas=$(update-alternatives --list "$blas_alt" | awk '/openblas/ && !n++' || true)
     if [[ -n "$openblas" ]]; then
       "${sudo_cmd[@]}" update-alternatives --set "$blas_alt" "$openblas" >/dev/null
       echo "[setup] libblas.so.3 -> $openblas"

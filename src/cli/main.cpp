@@ -199,6 +199,8 @@ int main(int argc, char** argv) {
     torch::set_num_threads(choose_threads(config.train.threads, detect_launch().local_size));
     spdlog::info("selfsup {} | run directory {} | {} threads", SELFSUP_VERSION, run_dir,
                  torch::get_num_threads());
+    const auto table = rank_table(*comm, resolve_device(config.device, comm->local_rank()).str());
+    spdlog::info("{} rank(s), backend {}:\n{}", comm->size(), comm->backend(), table);
 
     nlohmann::json results;
     const auto transfer_dir = (fs::path(run_dir) / "transfer").string();

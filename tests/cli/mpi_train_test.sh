@@ -6,15 +6,19 @@ set -euo pipefail
 bin=$1
 src=$2
 command -v mpirun >/dev/null || { echo "FAIL: mpirun not found (install openmpi-bin: launch/setup.sh)"; exit 1; }
-"$bin" info | grep -q "MPI        Open MPI" || { echo "FAIL: selfsup built without MPI"; exit 1; }
+info=$("$bin" info)
+[[ "$info" == *"MPI        Open MPI"* ]] || { echo "FAIL: selfsup built without MPI"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(mpirun -np 2 --oversubscribe)
 
-"${mpi[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/run" --no-transfer \
-  --set data.limit_train=512 train.batch_size=64 train.epochs=1 train.threads=1 optim.warmup_steps=2 \
+# Through the workstation wrapper (it adds --oversubscribe / --allow-run-as-root as needed).
+SELFSUP_BIN=$bin "$src/launch/run_local.sh" -n 2 "$src/configs/fashion_mnist_simclr.json" \
+  --run-dir "$tmp/run" --no-transfer \
+  --set data.limit_train=512 train.batch_size=64 train.epochs=1 optim.warmup_steps=2 \
   >"$tmp/out" 2>&1 || { cat "$tmp/out"; echo "FAIL: 2-rank training failed"; exit 1; }
+grep -Eq "^ +1  .*  1 +cpu" "$tmp/run/logs/rank0.log" || { cat "$tmp/run/logs/rank0.log"; echo "FAIL: no rank table with rank 1"; exit 1; }
 grep -q "2 ranks, backend mpi" "$tmp/run/logs/rank0.log" || { echo "FAIL: rank 0 log lacks the world"; exit 1; }
 [[ -s "$tmp/run/logs/rank1.log" ]] || { echo "FAIL: no rank 1 log"; exit 1; }
 [[ -s "$tmp/run/checkpoints/latest" ]] || { echo "FAIL: no checkpoint"; exit 1; }

@@ -55,6 +55,10 @@ class LocalCommunicator : public Communicator {
 /// batch.
 torch::Tensor all_gather_with_grad(const torch::Tensor& x, Communicator& comm);
 
+/// Collective: every rank contributes its host, local rank and `device`; returns, on every rank, a
+/// table with one line per rank (rank 0 logs it at start-up).
+std::string rank_table(Communicator& comm, const std::string& device);
+
 /// The MPI communicator over MPI_COMM_WORLD; throws Error when this build has no MPI
 /// (src/dist/mpi_communicator.cpp or src/dist/no_mpi.cpp, chosen by CMake).
 std::shared_ptr<Communicator> make_mpi_communicator();
