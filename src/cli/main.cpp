@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
       config = load_config(saved, overrides);
     }
 
-    comm = make_communicator(config.dist.backend, config.device == "cuda");
+    comm = make_communicator(config.dist, config.device == "cuda");
     if (train->parsed() && comm->rank() == 0) {
       prepare_run_dir(run_dir, config, join_args(argc, argv));
     }

@@ -5,7 +5,8 @@
 
 namespace selfsup {
 
-std::shared_ptr<Communicator> make_communicator(const std::string& backend, bool cuda) {
+std::shared_ptr<Communicator> make_communicator(const DistConfig& config, bool cuda) {
+  const std::string& backend = config.backend;
   const auto launch = detect_launch();
   if (backend == "nccl") {
     throw Error(
@@ -18,7 +19,7 @@ std::shared_ptr<Communicator> make_communicator(const std::string& backend, bool
           "multi-rank training on CUDA needs the NCCL backend, which this build does not "
           "have yet; train on the CPU (device=cpu) or run one process");
     }
-    return make_mpi_communicator();
+    return make_mpi_communicator(config);
   }
   if (launch.world_size > 1) {
     // Several processes that each believed they were a world of one would all act as rank 0 and

@@ -101,7 +101,7 @@ void ensure_mpi_initialized() {
   });
 }
 
-MpiCommunicator::MpiCommunicator() : host_(host_name()) {
+MpiCommunicator::MpiCommunicator(double timeout_s) : host_(host_name()), timeout_s_(timeout_s) {
   ensure_mpi_initialized();
   SELFSUP_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   SELFSUP_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
@@ -166,8 +166,8 @@ void MpiCommunicator::barrier() { SELFSUP_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD))
 
 void MpiCommunicator::abort(int exit_code) { MPI_Abort(MPI_COMM_WORLD, exit_code); }
 
-std::shared_ptr<Communicator> make_mpi_communicator() {
-  return std::make_shared<MpiCommunicator>();
+std::shared_ptr<Communicator> make_mpi_communicator(const DistConfig& config) {
+  return std::make_shared<MpiCommunicator>(config.timeout_s);
 }
 
 }  // namespace selfsup

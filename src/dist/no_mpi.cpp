@@ -4,7 +4,7 @@
 
 namespace selfsup {
 
-std::shared_ptr<Communicator> make_mpi_communicator() {
+std::shared_ptr<Communicator> make_mpi_communicator(const DistConfig& config) {
   throw Error(
       "this selfsup was built without MPI, so it runs one process only; install libopenmpi-dev "
       "(launch/setup.sh) and rebuild with -DSELFSUP_WITH_MPI=ON");

@@ -188,10 +188,12 @@ struct TransferConfig {
 /// Distribution across ranks.
 struct DistConfig {
   std::string backend = "auto";  // "auto", "local", "mpi" or "nccl"
+  double timeout_s = 300.0;       // a collective unfinished after this long aborts every rank
 
   template <typename V>
   void visit(V& v) {
     v("backend", backend, std::vector<std::string>{"auto", "local", "mpi", "nccl"});
+    v("timeout_s", timeout_s, 1.0, 86400.0);
   }
 };
 

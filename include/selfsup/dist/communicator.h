@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "selfsup/core/config.h"
+
 namespace selfsup {
 
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
@@ -61,10 +63,10 @@ std::string rank_table(Communicator& comm, const std::string& device);
 
 /// The MPI communicator over MPI_COMM_WORLD; throws Error when this build has no MPI
 /// (src/dist/mpi_communicator.cpp or src/dist/no_mpi.cpp, chosen by CMake).
-std::shared_ptr<Communicator> make_mpi_communicator();
+std::shared_ptr<Communicator> make_mpi_communicator(const DistConfig& config);
 
-/// Makes the communicator named by `backend` ("auto", "local", "mpi", "nccl"); throws Error when
-/// the backend is not built in or does not fit the device.
-std::shared_ptr<Communicator> make_communicator(const std::string& backend, bool cuda);
+/// Makes the communicator named by `config.backend` ("auto", "local", "mpi", "nccl"); throws Error
+/// when the backend is not built in or does not fit the device.
+std::shared_ptr<Communicator> make_communicator(const DistConfig& config, bool cuda);
 
 }  // namespace selfsup

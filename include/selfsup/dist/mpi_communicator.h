@@ -16,7 +16,8 @@ void ensure_mpi_initialized();
 /// Error naming the call, file:line, rank and host.
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator();
+  /// `timeout_s`: a collective still unfinished after this long aborts the whole job (see abort).
+  explicit MpiCommunicator(double timeout_s = 300.0);
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
@@ -36,6 +37,7 @@ class MpiCommunicator : public Communicator {
   int size_ = 1;
   int local_rank_ = 0;
   std::string host_;
+  double timeout_s_ = 300.0;
 };
 
 }  // namespace selfsup
