@@ -4,8 +4,15 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
 
 #include "selfsup/core/error.h"
 #include "selfsup/core/launch.h"
@@ -85,7 +92,103 @@ void finalize_mpi() {
   if (!finalized) MPI_Finalize();
 }
 
+// The signature of a tensor as it enters a collective: dtype, rank of the shape, and up to
+// kMaxDims sizes (further dimensions folded into the last). Ranks compare signatures before the
+// payload moves, so a mismatch is an error on every rank rather than a hang or garbage.
+constexpr int kMaxDims = 6;
+constexpr int kSignatureLength = kMaxDims + 2;
+
+std::vector<int64_t> signature(const torch::Tensor& x) {
+  std::vector<int64_t> sig(kSignatureLength, -1);
+  sig[0] = static_cast<int64_t>(x.scalar_type());
+  sig[1] = x.dim();
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    const int64_t slot = std::min<int64_t>(d, kMaxDims - 1);
+    sig[2 + slot] = (d <= slot ? 1 : sig[2 + slot]) * x.size(d);
+  }
+  return sig;
+}
+
+std::string describe_signature(const int64_t* sig) {
+  std::ostringstream out;
+  out << "[";
+  const int64_t dims = std::min<int64_t>(sig[1], kMaxDims);
+  for (int64_t d = 0; d < dims; ++d) out << (d ? ", " : "") << sig[2 + d];
+  out << "] " << c10::toString(static_cast<c10::ScalarType>(sig[0]));
+  return out.str();
+}
+
 }  // namespace
+
+// A watchdog thread for the collectives of one communicator. The main thread marks the start and
+// end of each MPI call; when one has been running longer than the timeout, another rank has died,
+// stalled or called a different collective, and this rank would wait forever. The watchdog then
+// reports the call and ends the process: the launcher (mpirun, or srun --kill-on-bad-exit) sees a
+// rank exit without MPI_Finalize and ends the others. It does not call MPI itself (the library is
+// initialised MPI_THREAD_FUNNELED: only the main thread may).
+class CollectiveWatchdog {
+ public:
+  CollectiveWatchdog(double timeout_s, int rank, std::string host)
+      : timeout_(timeout_s), rank_(rank), host_(std::move(host)), thread_([this] { loop(); }) {}
+
+  ~CollectiveWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  // Marks one collective in flight on the calling (main) thread, and its end.
+  void begin(const char* call, std::string what) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    call_ = call;
+    what_ = std::move(what);
+    started_ = Clock::now();
+    active_ = true;
+  }
+  void end() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    active_ = false;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const auto poll = std::chrono::milliseconds(
+        std::clamp<int64_t>(static_cast<int64_t>(timeout_ * 1000 / 10), 50, 1000));
+    while (!stop_) {
+      wake_.wait_for(lock, poll);
+      if (stop_ || !active_) continue;
+      const double waited = std::chrono::duration<double>(Clock::now() - started_).count();
+      if (waited < timeout_) continue;
+      std::fprintf(stderr,
+                   "selfsup: error: [rank %d] %s (%s) did not complete within %.0f s on host "
+                   "%s: another rank has died, stalled or called a different collective; ending "
+                   "this rank so that the job does not hang (raise dist.timeout_s if steps are "
+                   "legitimately this slow)\n",
+                   rank_, call_, what_.c_str(), timeout_, host_.c_str());
+      std::fflush(stderr);
+      std::_Exit(kWatchdogExitCode);
+    }
+  }
+
+  static constexpr int kWatchdogExitCode = 1;
+  const double timeout_;
+  const int rank_;
+  const std::string host_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool active_ = false;
+  const char* call_ = "";
+  std::string what_;
+  Clock::time_point started_;
+  std::thread thread_;  // last: starts after every other member is ready
+};
 
 void ensure_mpi_initialized() {
   static std::once_flag once;
@@ -115,13 +218,46 @@ MpiCommunicator::MpiCommunicator(double timeout_s) : host_(host_name()), timeout
   const auto launch = detect_launch();
   // srun without --mpi=pmix (or an mpirun from another MPI) starts every task as a world of one:
   // each would train alone as rank 0. Refuse.
-  SELFSUP_CHECK(launch.launcher == "none" || launch.world_size == size_, launch.launcher,
-                " started ", launch.world_size, " processes but MPI sees a world of ", size_,
-                " (rank ", rank_, " on ", host_, "); launch with the MPI selfsup was built with: ",
-                "mpirun -np N, or srun --mpi=pmix");
+  SELFSUP_CHECK(
+      launch.launcher == "none" || launch.world_size == size_, launch.launcher, " started ",
+      launch.world_size, " processes but MPI sees a world of ", size_, " (rank ", rank_, " on ",
+      host_, "); launch with the MPI selfsup was built with: ", "mpirun -np N, or srun --mpi=pmix");
   SELFSUP_CHECK(launch.local_rank < 0 || launch.local_rank == local_rank_, "rank ", rank_, " on ",
                 host_, ": MPI says local rank ", local_rank_, " but ", launch.launcher, " says ",
                 launch.local_rank, "; check the launch command");
+  SELFSUP_CHECK(timeout_s_ > 0, "dist.timeout_s = ", timeout_s_, " must be positive");
+  if (size_ > 1) watchdog_ = std::make_unique<CollectiveWatchdog>(timeout_s_, rank_, host_);
+}
+
+MpiCommunicator::~MpiCommunicator() = default;
+
+void MpiCommunicator::check_same_shape(const torch::Tensor& x, const char* what) {
+  if (size_ == 1) return;
+  const auto mine = signature(x);
+  std::vector<int64_t> all(static_cast<size_t>(kSignatureLength) * size_);
+  {
+    Counted counted(*this, "shape_check", static_cast<int64_t>(all.size() * sizeof(int64_t)));
+    Watch watch(*this, "MPI_Allgather", std::string(what) + " shapes");
+    SELFSUP_MPI_CHECK(MPI_Allgather(mine.data(), kSignatureLength, MPI_INT64_T, all.data(),
+                                    kSignatureLength, MPI_INT64_T, MPI_COMM_WORLD));
+  }
+  bool same = true;
+  for (int r = 0; r < size_ && same; ++r) {
+    same = std::equal(mine.begin(), mine.end(), all.begin() + r * kSignatureLength);
+  }
+  if (same) return;
+  std::ostringstream ranks;
+  for (int r = 0; r < size_; ++r) {
+    ranks << (r ? ", " : "") << "rank " << r << " "
+          << describe_signature(all.data() + r * kSignatureLength);
+  }
+  throw Error(detail::concat("MPI ", what, ": the tensors differ across ranks (", ranks.str(),
+                             "); every rank must pass the same shape and dtype (seen on rank ",
+                             rank_, ", host ", host_, ")"));
+}
+
+std::string MpiCommunicator::describe(const torch::Tensor& x, const char* what) const {
+  return detail::concat(what, " of ", describe_signature(signature(x).data()));
 }
 
 torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& x) {
@@ -129,7 +265,10 @@ torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& x) {
   auto sizes = x.sizes().vec();
   SELFSUP_CHECK(!sizes.empty(), "MPI all_gather needs a tensor with at least one dimension");
   sizes[0] *= size_;
+  check_same_shape(x, "all_gather");
   auto out = torch::empty(sizes, x.options());
+  Counted counted(*this, "all_gather", bytes_of(out));
+  Watch watch(*this, "MPI_Allgather", describe(x, "all_gather"));
   SELFSUP_MPI_CHECK(MPI_Allgather(x.data_ptr(), static_cast<int>(x.numel()), mpi_type(x),
                                   out.data_ptr(), static_cast<int>(x.numel()), mpi_type(x),
                                   MPI_COMM_WORLD));
@@ -142,7 +281,10 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& x) {
                 x.dim() ? x.size(0) : 0, ") must be divisible by the world size ", size_);
   auto sizes = x.sizes().vec();
   sizes[0] /= size_;
+  check_same_shape(x, "reduce_scatter");
   auto out = torch::empty(sizes, x.options());
+  Counted counted(*this, "reduce_scatter", bytes_of(x));
+  Watch watch(*this, "MPI_Reduce_scatter_block", describe(x, "reduce_scatter"));
   SELFSUP_MPI_CHECK(MPI_Reduce_scatter_block(x.data_ptr(), out.data_ptr(),
                                              static_cast<int>(out.numel()), mpi_type(x), MPI_SUM,
                                              MPI_COMM_WORLD));
@@ -151,6 +293,9 @@ torch::Tensor MpiCommunicator::reduce_scatter(const torch::Tensor& x) {
 
 void MpiCommunicator::all_reduce_(torch::Tensor& x, ReduceOp op) {
   check_cpu_contiguous(x, "all_reduce");
+  check_same_shape(x, "all_reduce");
+  Counted counted(*this, "all_reduce", bytes_of(x));
+  Watch watch(*this, "MPI_Allreduce", describe(x, "all_reduce"));
   SELFSUP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x.data_ptr(), static_cast<int>(x.numel()),
                                   mpi_type(x), mpi_op(op), MPI_COMM_WORLD));
   if (op == ReduceOp::kAvg) x.div_(size_);
@@ -158,11 +303,27 @@ void MpiCommunicator::all_reduce_(torch::Tensor& x, ReduceOp op) {
 
 void MpiCommunicator::broadcast_(torch::Tensor& x, int root) {
   check_cpu_contiguous(x, "broadcast");
+  check_same_shape(x, "broadcast");
+  Counted counted(*this, "broadcast", bytes_of(x));
+  Watch watch(*this, "MPI_Bcast", describe(x, "broadcast"));
   SELFSUP_MPI_CHECK(
       MPI_Bcast(x.data_ptr(), static_cast<int>(x.numel()), mpi_type(x), root, MPI_COMM_WORLD));
 }
 
-void MpiCommunicator::barrier() { SELFSUP_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+void MpiCommunicator::barrier() {
+  Counted counted(*this, "barrier", 0);
+  Watch watch(*this, "MPI_Barrier", "barrier");
+  SELFSUP_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+MpiCommunicator::Watch::Watch(MpiCommunicator& comm, const char* call, std::string what)
+    : watchdog_(comm.watchdog_.get()) {
+  if (watchdog_) watchdog_->begin(call, std::move(what));
+}
+
+MpiCommunicator::Watch::~Watch() {
+  if (watchdog_) watchdog_->end();
+}
 
 void MpiCommunicator::abort(int exit_code) { MPI_Abort(MPI_COMM_WORLD, exit_code); }
 

@@ -8,8 +8,8 @@ SimClrObjective::SimClrObjective(std::shared_ptr<Encoder> encoder, const ModelCo
                                  const LossConfig& loss, std::shared_ptr<Communicator> comm)
     : encoder_(std::move(encoder)), temperature_(loss.temperature), comm_(std::move(comm)) {
   register_module("encoder", encoder_);
-  head_ = register_module(
-      "head", ProjectionHead(encoder_->feature_dim(), model.head_hidden, model.proj_dim));
+  head_ = register_module("head", ProjectionHead(encoder_->feature_dim(), model.head_hidden,
+                                                 model.proj_dim, make_norm_factory(model, comm_)));
 }
 
 ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
@@ -29,12 +29,6 @@ ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
                  {"alignment", nce.alignment},
                  {"uniformity", nce.uniformity}};
   return out;
-}
-
-std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
-                                          std::shared_ptr<Communicator> comm) {
-  return std::make_shared<SimClrObjective>(make_encoder(config.model, in_channels), config.model,
-                                           config.loss, std::move(comm));
 }
 
 }  // namespace selfsup

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 
@@ -32,6 +33,24 @@ constexpr int64_t kMaxConsecutiveSkips = 10;
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Collectives of one training step (averaged over `steps`), as logged and saved in
+// collectives.json: {"all_gather": {"calls": 1, "bytes": 65536, "ms": 0.4}, ...}.
+nlohmann::json collectives_per_step(const Communicator& comm, int64_t steps) {
+  nlohmann::json out = nlohmann::json::object();
+  if (steps == 0) return out;
+  std::string line;
+  for (const auto& [name, c] : comm.counts()) {
+    const double calls = double(c.calls) / steps, bytes = double(c.bytes) / steps;
+    const double ms = 1e3 * c.seconds / steps;
+    out[name] = {{"calls", calls}, {"bytes", bytes}, {"ms", ms}};
+    line += fmt::format("{}{} {:.4g} x {:.1f} KiB in {:.2f} ms", line.empty() ? "" : ", ", name,
+                        calls, bytes / std::max(calls, 1e-9) / 1024, ms);
+  }
+  spdlog::info("collectives per step ({} backend, {} ranks): {}", comm.backend(), comm.size(),
+               line);
+  return out;
 }
 
 }  // namespace
@@ -111,6 +130,7 @@ TrainResult Trainer::run() {
   ProgressBar progress(total_steps);
 
   TrainResult result;
+  comm_->reset_counts();  // from here on: what the training steps move
   int64_t step = 0, consecutive_skips = 0, images_seen = 0;
   const auto start = Clock::now();
   auto window_start = start;
@@ -194,6 +214,7 @@ TrainResult Trainer::run() {
     }
   }
   if (bar) progress.finish();
+  const auto collectives = collectives_per_step(*comm_, step);
   result.steps = step;
   result.seconds = seconds_since(start);
   result.images_per_s = double(images_seen) / std::max(result.seconds, 1e-9);
@@ -207,6 +228,8 @@ TrainResult Trainer::run() {
                                         *objective_, *optimizer);
     spdlog::info("checkpoint: {}", result.checkpoint);
     write_plots(run_dir_);
+    write_file_atomic((fs::path(run_dir_) / "collectives.json").string(),
+                      collectives.dump(2) + "\n");
   }
   comm_->barrier();
   spdlog::info(

@@ -138,7 +138,9 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
     fs::create_directories(out_dir);
     write_file_atomic((fs::path(out_dir) / "results.json").string(), results.dump(2) + "\n");
   }
-  comm.barrier();
+  // No barrier: the other ranks would wait in it for the whole transfer stage and trip the
+  // collective timeout. They go on to exit; MPI_Finalize holds them until rank 0 is done, and a
+  // failure on rank 0 still ends them (MPI_Abort).
   return results;
 }
 

@@ -9,18 +9,19 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/dist/gradient_reducer.h"
 #include "selfsup/dist/mpi_communicator.h"
+#include "selfsup/dist/sync_batch_norm.h"
 #include "selfsup/objectives/info_nce.h"
+#include "selfsup/objectives/objective.h"
+#include "tests/dist/mpi_test_comm.h"
 
 namespace selfsup {
 namespace {
 
-MpiCommunicator& comm() {
-  static MpiCommunicator instance;
-  return instance;
-}
+MpiCommunicator& comm() { return test_comm(); }
 
 TEST(MpiCollectives, AllGatherConcatenatesInRankOrder) {
   const int rank = comm().rank(), world = comm().size();
@@ -76,8 +77,7 @@ TEST(MpiCollectives, AllGatherWithGradSumsGradientsOverRanks) {
       torch::allclose(x.grad(), torch::full({2, 3}, float((rank + 1) * world * (world + 1) / 2))));
 }
 
-// A model without batch norm (whose statistics would be per rank until synchronized batch norm
-// lands): projections z = normalize(tanh(x W1) W2).
+// A model without batch norm: projections z = normalize(tanh(x W1) W2).
 struct TinyProjector : torch::nn::Module {
   TinyProjector() {
     fc1 = register_module("fc1", torch::nn::Linear(12, 16));
@@ -137,6 +137,80 @@ TEST(MpiSimClr, BroadcastModuleMakesRanksIdentical) {
     comm().all_reduce_(max, ReduceOp::kMax);
     EXPECT_TRUE(torch::equal(copy, max));  // every rank holds the same (rank 0's) values
   }
+}
+
+// The whole objective, batch norm included: the SimCLR ConvNet with synchronized batch norm on
+// N ranks (different images on each) against the same model with torch's BatchNorm in one process
+// on the concatenated global batch. Loss and every parameter gradient agree.
+TEST(MpiSimClr, SyncBatchNormObjectiveEqualsSingleProcess) {
+  const int rank = comm().rank(), world = comm().size();
+  Config config;
+  config.model.width = 4;
+  config.model.head_hidden = 16;
+  config.model.proj_dim = 8;
+  config.model.batch_norm = "sync";
+  const int64_t b_local = 3, b_global = b_local * world;
+  torch::manual_seed(11);
+  const auto views = torch::randn({2, b_global, 1, 12, 12});  // [V, B_global, C, H, W]
+
+  // The reference: torch's own BatchNorm ("local") in one process on the whole global batch.
+  Config single = config;
+  single.model.batch_norm = "local";
+  torch::manual_seed(5);
+  auto reference = make_objective(single, 1, std::make_shared<LocalCommunicator>());
+  const auto full = reference->compute(views);
+  full.loss.backward();
+
+  // A non-owning handle on the test communicator (it outlives the objective).
+  std::shared_ptr<Communicator> shared(&comm(), [](Communicator*) {});
+  torch::manual_seed(5);
+  auto distributed = make_objective(config, 1, shared);
+  int64_t synchronized = 0;
+  for (const auto& module : distributed->modules()) {
+    synchronized += std::dynamic_pointer_cast<SyncBatchNormImpl>(module) != nullptr;
+  }
+  EXPECT_EQ(synchronized, 4);  // three in the ConvNet, one in the head
+  const auto out = distributed->compute(views.narrow(1, rank * b_local, b_local));
+  out.loss.backward();
+  GradientReducer(distributed->parameters(), comm()).reduce();
+  auto loss = out.loss.detach().clone().reshape({1});
+  comm().all_reduce_(loss, ReduceOp::kAvg);
+  EXPECT_NEAR(loss.item<double>(), full.loss.item<double>(), 1e-5);
+
+  const auto ours = distributed->named_parameters();
+  for (const auto& item : reference->named_parameters()) {
+    const auto& expected = item.value().grad();
+    const double scale = std::max(1.0, expected.abs().max().item<double>());
+    const double difference = (ours[item.key()].grad() - expected).abs().max().item<double>();
+    EXPECT_LT(difference, 1e-5 * scale) << item.key() << " on rank " << rank;
+  }
+  const auto our_buffers = distributed->named_buffers();
+  for (const auto& item : reference->named_buffers()) {
+    if (item.key().find("running") == std::string::npos) continue;
+    EXPECT_LT((our_buffers[item.key()] - item.value()).abs().max().item<double>(), 1e-5)
+        << item.key();
+  }
+}
+
+// Ranks that pass different shapes or dtypes to a collective all get a clear error, at once.
+TEST(MpiCollectives, MismatchedShapesAreAnErrorOnEveryRank) {
+  const int rank = comm().rank(), world = comm().size();
+  if (world == 1) GTEST_SKIP() << "needs two ranks";
+  const auto ragged = torch::zeros({rank + 1, 3});
+  try {
+    comm().all_gather(ragged);
+    ADD_FAILURE() << "all_gather of different shapes did not throw on rank " << rank;
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("differ across ranks"), std::string::npos) << message;
+    EXPECT_NE(message.find("rank 1 [2, 3] Float"), std::string::npos) << message;
+  }
+  auto mixed = rank == 0 ? torch::zeros({4}, torch::kDouble) : torch::zeros({4});
+  EXPECT_THROW(comm().all_reduce_(mixed, ReduceOp::kSum), Error);
+  // The communicator is still usable afterwards.
+  auto ok = torch::ones({2});
+  comm().all_reduce_(ok, ReduceOp::kSum);
+  EXPECT_TRUE(torch::equal(ok, torch::full({2}, float(world))));
 }
 
 }  // namespace

@@ -74,6 +74,8 @@ struct ModelConfig {
   bool channels_last = true;        // NHWC activations (oneDNN's fast path on CPU)
   int head_hidden = 512;            // projection head hidden width
   int proj_dim = 128;               // projection dimension (where the loss is computed)
+  std::string batch_norm = "sync";  // "sync": statistics over the global batch (all ranks), as
+                                    // SimCLR's global BN; "local": this rank's slice only
 
   template <typename V>
   void visit(V& v) {
@@ -84,6 +86,7 @@ struct ModelConfig {
     v("channels_last", channels_last);
     v("head_hidden", head_hidden, 1, 65536);
     v("proj_dim", proj_dim, 1, 65536);
+    v("batch_norm", batch_norm, std::vector<std::string>{"sync", "local"});
   }
 };
 

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -13,6 +16,17 @@
 namespace selfsup {
 
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
+
+/// How often one kind of collective ran and the bytes of its full buffer: the gathered output of
+/// all_gather ([size*n, ...]), the input of reduce_scatter ([size*n, ...]), the tensor of
+/// all_reduce and broadcast. What crosses the network follows from it and the algorithm (a ring
+/// all_gather or reduce_scatter sends (size-1)/size of the buffer per rank, an all_reduce twice
+/// that); docs/PERFORMANCE.md works it out.
+struct CollectiveCount {
+  int64_t calls = 0;
+  int64_t bytes = 0;
+  double seconds = 0;  // wall time inside the calls (waiting for slower ranks included)
+};
 
 class Communicator {
  public:
@@ -34,6 +48,39 @@ class Communicator {
   /// Ends every rank of the job now (after this rank hit an error), so none is left waiting in a
   /// collective. A world of one just returns.
   virtual void abort(int exit_code) {}
+
+  /// Collectives run so far, by name ("all_gather", "reduce_scatter", "all_reduce", "broadcast",
+  /// "barrier", and backend-specific ones such as the MPI backend's "shape_check").
+  const std::map<std::string, CollectiveCount>& counts() const { return counts_; }
+  void reset_counts() { counts_.clear(); }
+
+ protected:
+  /// Backends hold one of these for the duration of each collective: it counts the call, its full
+  /// buffer (see CollectiveCount) and the time spent.
+  class Counted {
+   public:
+    Counted(Communicator& comm, const char* name, int64_t bytes)
+        : count_(comm.counts_[name]), start_(std::chrono::steady_clock::now()) {
+      ++count_.calls;
+      count_.bytes += bytes;
+    }
+    ~Counted() {
+      count_.seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    }
+    Counted(const Counted&) = delete;
+    Counted& operator=(const Counted&) = delete;
+
+   private:
+    CollectiveCount& count_;
+    std::chrono::steady_clock::time_point start_;
+  };
+  static int64_t bytes_of(const torch::Tensor& x) {
+    return x.numel() * static_cast<int64_t>(x.element_size());
+  }
+
+ private:
+  std::map<std::string, CollectiveCount> counts_;
 };
 
 /// A world of one: every collective is the identity (a copy where the API returns a new tensor).
@@ -42,11 +89,21 @@ class LocalCommunicator : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
-  torch::Tensor all_gather(const torch::Tensor& x) override { return x.clone(); }
-  torch::Tensor reduce_scatter(const torch::Tensor& x) override { return x.clone(); }
-  void all_reduce_(torch::Tensor& x, ReduceOp op) override {}
-  void broadcast_(torch::Tensor& x, int root) override {}
-  void barrier() override {}
+  torch::Tensor all_gather(const torch::Tensor& x) override {
+    Counted counted(*this, "all_gather", bytes_of(x));
+    return x.clone();
+  }
+  torch::Tensor reduce_scatter(const torch::Tensor& x) override {
+    Counted counted(*this, "reduce_scatter", bytes_of(x));
+    return x.clone();
+  }
+  void all_reduce_(torch::Tensor& x, ReduceOp op) override {
+    Counted counted(*this, "all_reduce", bytes_of(x));
+  }
+  void broadcast_(torch::Tensor& x, int root) override {
+    Counted counted(*this, "broadcast", bytes_of(x));
+  }
+  void barrier() override { Counted counted(*this, "barrier", 0); }
   std::string backend() const override { return "local"; }
 };
 

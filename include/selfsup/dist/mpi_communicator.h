@@ -12,12 +12,18 @@ namespace selfsup {
 /// finalises it at exit. Safe to call more than once.
 void ensure_mpi_initialized();
 
+class CollectiveWatchdog;
+
 /// A Communicator over MPI_COMM_WORLD for CPU tensors. Every MPI call is checked; a failure throws
-/// Error naming the call, file:line, rank and host.
+/// Error naming the call, file:line, rank and host. Before each collective the ranks compare the
+/// shape and dtype they pass (one small all-gather), so a mismatch is a clear error on every rank
+/// instead of a hang or garbage. With more than one rank, a watchdog thread ends this process when
+/// a collective has not completed within `timeout_s` (a dead or stalled peer).
 class MpiCommunicator : public Communicator {
  public:
   /// `timeout_s`: a collective still unfinished after this long aborts the whole job (see abort).
   explicit MpiCommunicator(double timeout_s = 300.0);
+  ~MpiCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
@@ -33,11 +39,24 @@ class MpiCommunicator : public Communicator {
   const std::string& host() const { return host_; }
 
  private:
+  // Marks one MPI call in flight for the watchdog (nothing in a world of one).
+  class Watch {
+   public:
+    Watch(MpiCommunicator& comm, const char* call, std::string what);
+    ~Watch();
+
+   private:
+    CollectiveWatchdog* watchdog_;
+  };
+  void check_same_shape(const torch::Tensor& x, const char* what);
+  std::string describe(const torch::Tensor& x, const char* what) const;
+
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;
   std::string host_;
   double timeout_s_ = 300.0;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 
 }  // namespace selfsup

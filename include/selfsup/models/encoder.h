@@ -5,11 +5,20 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "selfsup/core/config.h"
 
 namespace selfsup {
+
+/// Makes the normalisation layer after a convolution (`spatial`: input [N, C, H, W]) or a linear
+/// layer ([N, C]) with `features` channels. Models take one so that the objective can choose
+/// synchronized batch norm (dist/) without models knowing about ranks.
+using NormFactory = std::function<torch::nn::AnyModule(int64_t features, bool spatial)>;
+
+/// torch::nn::BatchNorm2d for spatial inputs, BatchNorm1d otherwise.
+NormFactory batch_norm_factory();
 
 /// An image encoder: [B, C, H, W] -> [B, feature_dim()].
 class Encoder : public torch::nn::Module {
@@ -33,7 +42,8 @@ class Encoder : public torch::nn::Module {
 /// strides stem_stride, 2, 2), then adaptive average pooling to pool x pool and flattening.
 class ConvNetImpl : public Encoder {
  public:
-  ConvNetImpl(int64_t in_channels, int64_t width, int64_t stem_stride, int64_t pool);
+  ConvNetImpl(int64_t in_channels, int64_t width, int64_t stem_stride, int64_t pool,
+              const NormFactory& norm = batch_norm_factory());
   torch::Tensor forward(torch::Tensor x) override;
   int64_t feature_dim() const override { return feature_dim_; }
 
@@ -46,12 +56,12 @@ class ConvNetImpl : public Encoder {
 /// ResNet basic block (two 3x3 convolutions), torchvision layout.
 class BasicBlockImpl : public torch::nn::Module {
  public:
-  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride);
+  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, const NormFactory& norm);
   torch::Tensor forward(torch::Tensor x);
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::AnyModule bn1, bn2;
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -60,29 +70,31 @@ TORCH_MODULE(BasicBlock);
 /// inputs; global average pooling, 512 features.
 class ResNet18Impl : public Encoder {
  public:
-  explicit ResNet18Impl(int64_t in_channels);
+  explicit ResNet18Impl(int64_t in_channels, const NormFactory& norm = batch_norm_factory());
   torch::Tensor forward(torch::Tensor x) override;
   int64_t feature_dim() const override { return 512; }
 
  private:
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::AnyModule bn1;
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
 };
 
 /// Two-layer MLP projection head: Linear -> BatchNorm1d -> ReLU -> Linear. Dropped at transfer.
 class ProjectionHeadImpl : public torch::nn::Module {
  public:
-  ProjectionHeadImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim);
+  ProjectionHeadImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim,
+                     const NormFactory& norm = batch_norm_factory());
   torch::Tensor forward(torch::Tensor x);
 
  private:
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  torch::nn::BatchNorm1d bn1{nullptr};
+  torch::nn::AnyModule bn1;
 };
 TORCH_MODULE(ProjectionHead);
 
 /// Builds the encoder named by `config.encoder` for images with `in_channels` channels.
-std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels);
+std::shared_ptr<Encoder> make_encoder(const ModelConfig& config, int64_t in_channels,
+                                      const NormFactory& norm = batch_norm_factory());
 
 }  // namespace selfsup

@@ -48,6 +48,10 @@ class SimClrObjective : public Objective {
   std::shared_ptr<Communicator> comm_;
 };
 
+/// The normalisation layers for `model.batch_norm`: "sync" gives SyncBatchNorm (statistics over
+/// all ranks), "local" torch's BatchNorm (this rank's slice).
+NormFactory make_norm_factory(const ModelConfig& model, std::shared_ptr<Communicator> comm);
+
 /// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels.
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
                                           std::shared_ptr<Communicator> comm);

@@ -22,7 +22,7 @@ FeatureSet extract_features(Encoder& encoder, const Dataset& dataset, const Augm
 FeatureSet pixel_features(const Dataset& dataset, const AugmentConfig& augment);
 
 /// Runs the transfer stage for `encoder`, writes `<out_dir>/results.json` and returns it. Rank 0
-/// does the work; the other ranks wait at a barrier.
+/// does the work (no collective); the other ranks return an empty object at once.
 nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::string& out_dir,
                             Communicator& comm);
 

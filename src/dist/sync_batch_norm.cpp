@@ -1,0 +1,124 @@
+#include "selfsup/dist/sync_batch_norm.h"
+
+#include <vector>
+
+#include "selfsup/core/error.h"
+
+namespace selfsup {
+namespace {
+
+// Every dim but the channel dim (1): the dims the statistics reduce over.
+std::vector<int64_t> reduce_dims(const torch::Tensor& x) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return dims;
+}
+
+// [C] -> [1, C, 1, ...] broadcastable against x.
+torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[1] = v.numel();
+  return v.view(shape);
+}
+
+// y = (x - mean) * invstd * weight + bias with global `mean`, `invstd` (constants of the forward
+// whose dependence on x is folded into the backward formula).
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               const torch::Tensor& mean, const torch::Tensor& invstd,
+                               int64_t global_count, Communicator* comm) {
+    ctx->save_for_backward({x, weight, mean, invstd});
+    ctx->saved_data["global_count"] = global_count;
+    ctx->saved_data["comm"] = reinterpret_cast<int64_t>(comm);
+    const auto x_hat = (x - per_channel(mean, x)) * per_channel(invstd, x);
+    return x_hat * per_channel(weight, x) + per_channel(bias, x);
+  }
+
+  // With N the global count and x_hat the normalised input, for the loss summed over ranks:
+  //   dL/dx = weight * invstd * (g - sum(g)/N - x_hat * sum(g * x_hat)/N),
+  // where the sums run over the global batch (one all_reduce). The weight and bias gradients are
+  // this rank's share, sum(g * x_hat) and sum(g) over local rows: the gradient reducer averages
+  // parameter gradients over ranks like every other parameter's.
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    const double n = static_cast<double>(ctx->saved_data["global_count"].toInt());
+    auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
+    const auto g = grads[0];
+    const auto dims = reduce_dims(x);
+    const auto x_hat = (x - per_channel(mean, x)) * per_channel(invstd, x);
+    const auto local_sum_g = g.sum(dims);                  // [C]
+    const auto local_sum_g_x_hat = (g * x_hat).sum(dims);  // [C]
+    // [2C], summed in double: these sums are over the whole global batch.
+    auto sums = torch::cat({local_sum_g, local_sum_g_x_hat}).to(torch::kDouble).contiguous();
+    comm->all_reduce_(sums, ReduceOp::kSum);
+    const int64_t channels = local_sum_g.numel();
+    const auto mean_g = (sums.narrow(0, 0, channels) / n).to(g.scalar_type());
+    const auto mean_g_x_hat = (sums.narrow(0, channels, channels) / n).to(g.scalar_type());
+    const auto grad_x = (g - per_channel(mean_g, x) - x_hat * per_channel(mean_g_x_hat, x)) *
+                        per_channel(weight * invstd, x);
+    return {grad_x,          local_sum_g_x_hat, local_sum_g,    torch::Tensor(),
+            torch::Tensor(), torch::Tensor(),   torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+SyncBatchNormImpl::SyncBatchNormImpl(int64_t features, std::shared_ptr<Communicator> comm,
+                                     double eps, double momentum)
+    : comm_(std::move(comm)), eps_(eps), momentum_(momentum) {
+  SELFSUP_CHECK(comm_, "SyncBatchNorm needs a communicator");
+  weight = register_parameter("weight", torch::ones({features}));
+  bias = register_parameter("bias", torch::zeros({features}));
+  running_mean = register_buffer("running_mean", torch::zeros({features}));
+  running_var = register_buffer("running_var", torch::ones({features}));
+  num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+}
+
+torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
+  SELFSUP_CHECK(x.dim() >= 2 && x.size(1) == weight.numel(), "SyncBatchNorm over ", weight.numel(),
+                " channels got input of shape ", x.sizes());
+  if (!is_training()) {
+    return torch::batch_norm(x, weight, bias, running_mean, running_var, /*training=*/false,
+                             momentum_, eps_, /*cudnn_enabled=*/true);
+  }
+  const int64_t channels = weight.numel();
+  torch::Tensor mean, invstd;
+  int64_t global_count = 0;
+  {
+    torch::NoGradGuard no_grad;
+    // This rank: count, mean and M2 (sum of squared deviations) per channel, packed [1 + 2C].
+    const int64_t local_count = x.numel() / channels;
+    const auto [local_var, local_mean] = torch::var_mean(x, reduce_dims(x), /*unbiased=*/false);
+    auto packed = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
+                              local_mean.to(torch::kDouble),
+                              (local_var * double(local_count)).to(torch::kDouble)})
+                      .unsqueeze(0);
+    const auto all = comm_->all_gather(packed);  // [W, 1 + 2C]
+    // Parallel variance (Chan et al.): combine the ranks' (count, mean, M2).
+    const auto counts = all.narrow(1, 0, 1);                 // [W, 1]
+    const auto means = all.narrow(1, 1, channels);           // [W, C]
+    const auto m2s = all.narrow(1, 1 + channels, channels);  // [W, C]
+    const auto total = counts.sum();
+    global_count = static_cast<int64_t>(total.item<double>());
+    SELFSUP_CHECK(global_count > 1, "SyncBatchNorm needs more than one value per channel over ",
+                  "all ranks, got input of shape ", x.sizes());
+    const auto global_mean = (counts * means).sum(0) / total;                     // [C]
+    const auto m2 = m2s.sum(0) + (counts * (means - global_mean).pow(2)).sum(0);  // [C]
+    const auto var = m2 / total;                                                  // biased
+    mean = global_mean.to(x.scalar_type());
+    invstd = (var + eps_).rsqrt().to(x.scalar_type());
+    // Running statistics as torch's BatchNorm keeps them (unbiased variance), identical on every
+    // rank because the inputs to the update are.
+    running_mean.mul_(1 - momentum_).add_(global_mean.to(running_mean.scalar_type()), momentum_);
+    running_var.mul_(1 - momentum_)
+        .add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum_);
+    num_batches_tracked.add_(1);
+  }
+  return SyncBatchNormFunction::apply(x, weight, bias, mean, invstd, global_count, comm_.get());
+}
+
+}  // namespace selfsup

@@ -1,0 +1,117 @@
+// World-size invariance end to end (DESIGN.md invariant 3): five steps of the real trainer with
+// synchronized batch norm on N ranks (N = 2, 3, 4 under mpirun) follow the same trajectory as one
+// process with the same global batch: the same per-step losses and the same final parameters,
+// within 1e-5 relative.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "selfsup/core/config.h"
+#include "selfsup/dist/sync_batch_norm.h"
+#include "selfsup/train/trainer.h"
+#include "tests/dist/mpi_test_comm.h"
+
+namespace selfsup {
+namespace {
+namespace fs = std::filesystem;
+
+Config tiny_config() {
+  Config config;
+  config.seed = 3;
+  config.data.limit_train = 96;
+  config.data.workers = 1;
+  config.model.width = 4;
+  config.model.head_hidden = 32;
+  config.model.proj_dim = 16;
+  config.model.batch_norm = "sync";
+  config.train.batch_size = 24;  // divisible by 1, 2, 3 and 4
+  config.train.max_steps = 5;
+  config.train.epochs = 2;
+  config.train.log_every = 1;
+  // SGD keeps the update linear in the gradient. (Adam divides by the gradient's running RMS, so a
+  // parameter whose exact gradient is 0, like a bias before batch norm, would turn rounding noise
+  // into full-size steps and the comparison would measure noise.)
+  config.optim.name = "sgd";
+  config.optim.lr = 0.1;
+  config.optim.warmup_steps = 0;
+  return config;
+}
+
+std::vector<double> losses(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::vector<double> out;
+  for (std::string line; std::getline(in, line);) {
+    out.push_back(nlohmann::json::parse(line).at("loss").get<double>());
+  }
+  return out;
+}
+
+TEST(MpiTrainer, SyncBatchNormRunIsIndependentOfTheWorldSize) {
+  auto& comm = test_comm();
+  const int rank = comm.rank(), world = comm.size();
+  const Config config = tiny_config();
+  // Ranks share a host: rank 0's process id names the directory for all of them.
+  auto id = torch::full({1}, int64_t(::getpid()), torch::kLong);
+  comm.broadcast_(id, 0);
+  const fs::path root =
+      fs::temp_directory_path() / ("selfsup_trainer_mpi_" + std::to_string(id.item<int64_t>()));
+  const auto distributed_dir = root / ("world" + std::to_string(world));
+  if (rank == 0) prepare_run_dir(distributed_dir.string(), config, "trainer_mpi_test");
+  comm.barrier();
+
+  std::shared_ptr<Communicator> shared(&comm, [](Communicator*) {});
+  Trainer distributed(config, distributed_dir.string(), shared);
+  const auto result = distributed.run();
+  EXPECT_EQ(result.steps, 5);
+  int64_t synchronized = 0;
+  for (const auto& module : distributed.objective()->modules()) {
+    synchronized += std::dynamic_pointer_cast<SyncBatchNormImpl>(module) != nullptr;
+  }
+  EXPECT_EQ(synchronized, 4);
+
+  if (rank == 0) {
+    // The same run in one process (rank 0 alone, no collective).
+    const auto single_dir = root / "world1";
+    prepare_run_dir(single_dir.string(), config, "trainer_mpi_test");
+    Trainer single(config, single_dir.string(), std::make_shared<LocalCommunicator>());
+    single.run();
+
+    const auto expected = losses(single_dir), got = losses(distributed_dir);
+    ASSERT_EQ(expected.size(), 5u);
+    ASSERT_EQ(got.size(), 5u);
+    for (size_t step = 0; step < expected.size(); ++step) {
+      EXPECT_NEAR(got[step], expected[step], 1e-5 * std::abs(expected[step]))
+          << "step " << step + 1 << " on " << world << " ranks";
+    }
+    // Parameters: the whole vector within 1e-5 relative (||a - b|| / ||b||), and every tensor
+    // within 1e-4 of its own scale, so that a wrong update of one small tensor still shows. (A
+    // batch-norm bias is a difference of sums over 10^4 activations; different partitions of those
+    // sums round differently at about 1e-5 of the bias itself.)
+    const auto ours = distributed.objective()->named_parameters();
+    double squared_difference = 0, squared_norm = 0;
+    for (const auto& item : single.objective()->named_parameters()) {
+      const auto reference = item.value().to(torch::kDouble);
+      const auto difference = ours[item.key()].to(torch::kDouble) - reference;
+      squared_difference += difference.pow(2).sum().item<double>();
+      squared_norm += reference.pow(2).sum().item<double>();
+      const double scale = std::max(1e-3, reference.abs().max().item<double>());
+      EXPECT_LT(difference.abs().max().item<double>() / scale, 1e-4)
+          << item.key() << " on " << world << " ranks";
+    }
+    const double relative = std::sqrt(squared_difference / squared_norm);
+    EXPECT_LT(relative, 1e-5) << "all parameters on " << world << " ranks";
+    std::printf("world %d: parameters within %.2e relative of one process\n", world, relative);
+    fs::remove_all(root);
+  }
+  comm.barrier();
+}
+
+}  // namespace
+}  // namespace selfsup
