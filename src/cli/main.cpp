@@ -80,7 +80,7 @@ int run_info() {
   std::cout << "  MPI        not built\n";
 #endif
 #ifdef SELFSUP_HAVE_NCCL
-  std::cout << "  NCCL       " << SELFSUP_NCCL_VERSION << "\n";
+  std::cout << "  NCCL       " << nccl_build_info() << "\n";
 #else
   std::cout << "  NCCL       not built\n";
 #endif

@@ -16,6 +16,7 @@
 
 #include "selfsup/core/error.h"
 #include "selfsup/core/launch.h"
+#include "tensor_signature.h"
 
 namespace selfsup {
 namespace {
@@ -90,32 +91,6 @@ void finalize_mpi() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
-}
-
-// The signature of a tensor as it enters a collective: dtype, rank of the shape, and up to
-// kMaxDims sizes (further dimensions folded into the last). Ranks compare signatures before the
-// payload moves, so a mismatch is an error on every rank rather than a hang or garbage.
-constexpr int kMaxDims = 6;
-constexpr int kSignatureLength = kMaxDims + 2;
-
-std::vector<int64_t> signature(const torch::Tensor& x) {
-  std::vector<int64_t> sig(kSignatureLength, -1);
-  sig[0] = static_cast<int64_t>(x.scalar_type());
-  sig[1] = x.dim();
-  for (int64_t d = 0; d < x.dim(); ++d) {
-    const int64_t slot = std::min<int64_t>(d, kMaxDims - 1);
-    sig[2 + slot] = (d <= slot ? 1 : sig[2 + slot]) * x.size(d);
-  }
-  return sig;
-}
-
-std::string describe_signature(const int64_t* sig) {
-  std::ostringstream out;
-  out << "[";
-  const int64_t dims = std::min<int64_t>(sig[1], kMaxDims);
-  for (int64_t d = 0; d < dims; ++d) out << (d ? ", " : "") << sig[2 + d];
-  out << "] " << c10::toString(static_cast<c10::ScalarType>(sig[0]));
-  return out.str();
 }
 
 }  // namespace
@@ -233,31 +208,20 @@ MpiCommunicator::~MpiCommunicator() = default;
 
 void MpiCommunicator::check_same_shape(const torch::Tensor& x, const char* what) {
   if (size_ == 1) return;
-  const auto mine = signature(x);
-  std::vector<int64_t> all(static_cast<size_t>(kSignatureLength) * size_);
+  const auto mine = detail::tensor_signature(x);
+  std::vector<int64_t> all(static_cast<size_t>(detail::kSignatureLength) * size_);
   {
     Counted counted(*this, "shape_check", static_cast<int64_t>(all.size() * sizeof(int64_t)));
     Watch watch(*this, "MPI_Allgather", std::string(what) + " shapes");
-    SELFSUP_MPI_CHECK(MPI_Allgather(mine.data(), kSignatureLength, MPI_INT64_T, all.data(),
-                                    kSignatureLength, MPI_INT64_T, MPI_COMM_WORLD));
+    SELFSUP_MPI_CHECK(MPI_Allgather(mine.data(), detail::kSignatureLength, MPI_INT64_T, all.data(),
+                                    detail::kSignatureLength, MPI_INT64_T, MPI_COMM_WORLD));
   }
-  bool same = true;
-  for (int r = 0; r < size_ && same; ++r) {
-    same = std::equal(mine.begin(), mine.end(), all.begin() + r * kSignatureLength);
-  }
-  if (same) return;
-  std::ostringstream ranks;
-  for (int r = 0; r < size_; ++r) {
-    ranks << (r ? ", " : "") << "rank " << r << " "
-          << describe_signature(all.data() + r * kSignatureLength);
-  }
-  throw Error(detail::concat("MPI ", what, ": the tensors differ across ranks (", ranks.str(),
-                             "); every rank must pass the same shape and dtype (seen on rank ",
-                             rank_, ", host ", host_, ")"));
+  detail::check_signatures(all, size_, rank_, host_, std::string("MPI ") + what);
 }
 
 std::string MpiCommunicator::describe(const torch::Tensor& x, const char* what) const {
-  return detail::concat(what, " of ", describe_signature(signature(x).data()));
+  return detail::concat(what, " of ",
+                        detail::describe_signature(detail::tensor_signature(x).data()));
 }
 
 torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& x) {

@@ -122,8 +122,18 @@ std::string rank_table(Communicator& comm, const std::string& device);
 /// (src/dist/mpi_communicator.cpp or src/dist/no_mpi.cpp, chosen by CMake).
 std::shared_ptr<Communicator> make_mpi_communicator(const DistConfig& config);
 
+/// The NCCL communicator for CUDA tensors (collective: every rank calls it); throws Error when this
+/// build has no NCCL (src/dist/nccl_communicator.cpp or src/dist/no_nccl.cpp, chosen by CMake) or
+/// when this rank has no usable GPU.
+std::shared_ptr<Communicator> make_nccl_communicator(const DistConfig& config);
+
+/// One line for `selfsup info`: the NCCL and CUDA runtime versions this build uses, e.g.
+/// "NCCL 2.28.9 (headers 2.28.9), CUDA runtime 13.0, no CUDA driver", or why NCCL is not built.
+std::string nccl_build_info();
+
 /// Makes the communicator named by `config.backend` ("auto", "local", "mpi", "nccl"); throws Error
-/// when the backend is not built in or does not fit the device.
+/// when the backend is not built in or does not fit the device. "auto": a world of one is local;
+/// several ranks use nccl with `cuda`, mpi without.
 std::shared_ptr<Communicator> make_communicator(const DistConfig& config, bool cuda);
 
 }  // namespace selfsup
