@@ -7,6 +7,7 @@
 set -euo pipefail
 bin=$1
 src=$2
+[[ "$("$bin" info)" == *"MPI        Open MPI"* ]] || { echo "SKIP: selfsup built without MPI"; exit 77; }
 command -v mpirun >/dev/null || { echo "FAIL: mpirun not found (install openmpi-bin: launch/setup.sh)"; exit 1; }
 tmp=$(mktemp -d)
 cleanup() {
