@@ -90,32 +90,44 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
   int64_t global_count = 0;
   {
     torch::NoGradGuard no_grad;
-    // This rank: count, mean and M2 (sum of squared deviations) per channel, packed [1 + 2C].
+    // Per channel, summed over ranks in one all_reduce of [1 + 2C] doubles (the same bytes whatever
+    // the world size; an all_gather of per-rank statistics would grow with it): the count, and the
+    // sums of (x - shift) and (x - shift)^2. The shift is the previous batch's global mean,
+    // identical on every rank and close to this batch's mean, so the variance E[(x-shift)^2] -
+    // E[x-shift]^2 does not suffer the cancellation of the plain E[x^2] - E[x]^2 when the mean is
+    // large against the spread. The first batch (or after a device change) takes one more
+    // all_reduce to find its exact mean first.
     const int64_t local_count = x.numel() / channels;
-    const auto [local_var, local_mean] = torch::var_mean(x, reduce_dims(x), /*unbiased=*/false);
-    auto packed = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
-                              local_mean.to(torch::kDouble),
-                              (local_var * double(local_count)).to(torch::kDouble)})
-                      .unsqueeze(0);
-    const auto all = comm_->all_gather(packed);  // [W, 1 + 2C]
-    // Parallel variance (Chan et al.): combine the ranks' (count, mean, M2).
-    const auto counts = all.narrow(1, 0, 1);                 // [W, 1]
-    const auto means = all.narrow(1, 1, channels);           // [W, C]
-    const auto m2s = all.narrow(1, 1 + channels, channels);  // [W, C]
-    const auto total = counts.sum();
-    global_count = static_cast<int64_t>(total.item<double>());
+    const auto dims = reduce_dims(x);
+    if (!shift_.defined() || shift_.device() != x.device()) {
+      auto first = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
+                               x.sum(dims).to(torch::kDouble)});
+      comm_->all_reduce_(first, ReduceOp::kSum);
+      shift_ = (first.narrow(0, 1, channels) / first[0]).to(x.scalar_type());
+    }
+    const auto shift = shift_;
+    const auto shifted = x - per_channel(shift, x);
+    auto sums = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
+                            shifted.sum(dims).to(torch::kDouble),
+                            shifted.pow(2).sum(dims).to(torch::kDouble)});
+    comm_->all_reduce_(sums, ReduceOp::kSum);
+    const double total = sums[0].item<double>();
+    global_count = static_cast<int64_t>(total);
     SELFSUP_CHECK(global_count > 1, "SyncBatchNorm needs more than one value per channel over ",
                   "all ranks, got input of shape ", x.sizes());
-    const auto global_mean = (counts * means).sum(0) / total;                     // [C]
-    const auto m2 = m2s.sum(0) + (counts * (means - global_mean).pow(2)).sum(0);  // [C]
-    const auto var = m2 / total;                                                  // biased
+    const auto shifted_mean = sums.narrow(0, 1, channels) / total;      // [C]
+    const auto var = (sums.narrow(0, 1 + channels, channels) / total -  // biased
+                      shifted_mean.pow(2))
+                         .clamp_min(0.0);
+    const auto global_mean = shifted_mean + shift.to(torch::kDouble);  // [C]
     mean = global_mean.to(x.scalar_type());
     invstd = (var + eps_).rsqrt().to(x.scalar_type());
+    shift_ = mean;
     // Running statistics as torch's BatchNorm keeps them (unbiased variance), identical on every
     // rank because the inputs to the update are.
     running_mean.mul_(1 - momentum_).add_(global_mean.to(running_mean.scalar_type()), momentum_);
     running_var.mul_(1 - momentum_)
-        .add_((m2 / (total - 1)).to(running_var.scalar_type()), momentum_);
+        .add_((var * (total / (total - 1))).to(running_var.scalar_type()), momentum_);
     num_batches_tracked.add_(1);
   }
   return SyncBatchNormFunction::apply(x, weight, bias, mean, invstd, global_count, comm_.get());

@@ -56,6 +56,20 @@ TEST(SyncBatchNorm, WorldOfOneEqualsBatchNorm1d) {
   compare_with_torch<torch::nn::BatchNorm1d>({10, 7});
 }
 
+// A mean far larger than the spread: the shifted sums keep the variance exact (plain sums of x^2
+// in float32 would lose it), on the first batch and on later ones.
+TEST(SyncBatchNorm, LargeMeanSmallSpread) {
+  auto comm = std::make_shared<LocalCommunicator>();
+  SyncBatchNorm ours(3, comm);
+  torch::nn::BatchNorm2d theirs(3);
+  for (int step = 0; step < 3; ++step) {
+    const auto x = torch::randn({8, 3, 4, 4}) * 0.5 + 1000.0 + step;
+    EXPECT_LT((ours->forward(x) - theirs->forward(x)).abs().max().item<double>(), 2e-3)
+        << "step " << step;
+    EXPECT_LT((ours->running_var - theirs->running_var).abs().max().item<double>(), 1e-4);
+  }
+}
+
 TEST(SyncBatchNorm, ChannelsLastInputGivesTheSameResult) {
   auto comm = std::make_shared<LocalCommunicator>();
   SyncBatchNorm bn(3, comm);

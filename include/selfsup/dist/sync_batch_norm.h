@@ -32,6 +32,7 @@ class SyncBatchNormImpl : public torch::nn::Module {
 
  private:
   std::shared_ptr<Communicator> comm_;
+  torch::Tensor shift_;  // [C] the previous batch's global mean (not state: recomputed on resume)
   double eps_;
   double momentum_;
 };
