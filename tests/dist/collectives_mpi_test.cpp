@@ -213,5 +213,21 @@ TEST(MpiCollectives, MismatchedShapesAreAnErrorOnEveryRank) {
   EXPECT_TRUE(torch::equal(ok, torch::full({2}, float(world))));
 }
 
+// Every collective is counted (calls and bytes), and dist.check_shapes=false drops the checks.
+TEST(MpiCollectives, CountsAndShapeChecksCanBeTurnedOff) {
+  const int world = comm().size();
+  MpiCommunicator unchecked(/*timeout_s=*/300.0, /*check_shapes=*/false);
+  auto x = torch::ones({3});
+  unchecked.all_reduce_(x, ReduceOp::kSum);
+  EXPECT_TRUE(torch::equal(x, torch::full({3}, float(world))));
+  EXPECT_EQ(unchecked.counts().count("shape_check"), 0u);
+  ASSERT_EQ(unchecked.counts().count("all_reduce"), 1u);
+  EXPECT_EQ(unchecked.counts().at("all_reduce").calls, 1);
+  EXPECT_EQ(unchecked.counts().at("all_reduce").bytes, 12);
+  MpiCommunicator checked(/*timeout_s=*/300.0, /*check_shapes=*/true);
+  checked.all_reduce_(x, ReduceOp::kSum);
+  EXPECT_EQ(checked.counts().count("shape_check"), world > 1 ? 1u : 0u);
+}
+
 }  // namespace
 }  // namespace selfsup

@@ -192,11 +192,14 @@ struct TransferConfig {
 struct DistConfig {
   std::string backend = "auto";  // "auto", "local", "mpi" or "nccl"
   double timeout_s = 300.0;       // a collective unfinished after this long aborts every rank
+  bool check_shapes = true;       // ranks compare dtype and shape before every collective (a
+                                  // small extra collective each: turn off for speed at scale)
 
   template <typename V>
   void visit(V& v) {
     v("backend", backend, std::vector<std::string>{"auto", "local", "mpi", "nccl"});
     v("timeout_s", timeout_s, 1.0, 86400.0);
+    v("check_shapes", check_shapes);
   }
 };
 

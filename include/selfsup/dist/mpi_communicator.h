@@ -21,8 +21,9 @@ class CollectiveWatchdog;
 /// a collective has not completed within `timeout_s` (a dead or stalled peer).
 class MpiCommunicator : public Communicator {
  public:
-  /// `timeout_s`: a collective still unfinished after this long aborts the whole job (see abort).
-  explicit MpiCommunicator(double timeout_s = 300.0);
+  /// `timeout_s`: a collective still unfinished after this long ends the job (see the watchdog).
+  /// `check_shapes`: compare dtype and shape across ranks before every collective.
+  explicit MpiCommunicator(double timeout_s = 300.0, bool check_shapes = true);
   ~MpiCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -56,6 +57,7 @@ class MpiCommunicator : public Communicator {
   int local_rank_ = 0;
   std::string host_;
   double timeout_s_ = 300.0;
+  bool check_shapes_ = true;
   std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 

@@ -115,6 +115,7 @@ class NcclCommunicator : public Communicator {
   int device_ = -1;
   std::string host_;
   double timeout_s_ = 300.0;
+  bool check_shapes_ = true;
   // Declared so that the NCCL communicator is destroyed first, the stream last.
   std::unique_ptr<CUstream_st, detail::CudaStreamDestroy> stream_;  // communication stream
   std::unique_ptr<CUevent_st, detail::CudaEventDestroy> ready_;     // on the default stream
