@@ -3,27 +3,67 @@
 #include <cmath>
 #include <limits>
 
+#include "info_nce_shapes.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
+namespace detail {
+
+InfoNceShapes check_info_nce_inputs(const torch::Tensor& local, const torch::Tensor& global,
+                                    int64_t offset, const InfoNceOptions& options,
+                                    const char* who) {
+  SELFSUP_CHECK(local.dim() == 3 && global.dim() == 3, who, " expects [B, V, D] projections, got ",
+                local.sizes(), " and ", global.sizes());
+  InfoNceShapes shapes;
+  shapes.b_local = local.size(0);
+  shapes.views = local.size(1);
+  shapes.dim = local.size(2);
+  shapes.b_global = global.size(0);
+  SELFSUP_CHECK(global.size(1) == shapes.views && global.size(2) == shapes.dim, who, ": local ",
+                local.sizes(), " and global ", global.sizes(), " disagree");
+  SELFSUP_CHECK(shapes.views >= 2, who, " needs at least 2 views per image, got ", shapes.views);
+  SELFSUP_CHECK(offset >= 0 && offset + shapes.b_local <= shapes.b_global, who, ": offset ", offset,
+                " out of range for B_local ", shapes.b_local, " and B_global ", shapes.b_global);
+  const auto& queue = options.queue();
+  if (queue.defined()) {
+    SELFSUP_CHECK(queue.dim() == 2 && (queue.size(0) == 0 || queue.size(1) == shapes.dim), who,
+                  ": the queue must be [K, D] with D = ", shapes.dim, ", got ", queue.sizes());
+    SELFSUP_CHECK(queue.size(0) == 0 || (queue.scalar_type() == global.scalar_type() &&
+                                         queue.device() == global.device()),
+                  who, ": the queue (", queue.scalar_type(), " on ", queue.device(),
+                  ") must have the dtype and device of the projections (", global.scalar_type(),
+                  " on ", global.device(), ")");
+    shapes.queue_size = queue.size(0);
+  }
+  SELFSUP_CHECK(options.block_size() >= 1, who, ": block_size must be >= 1, got ",
+                options.block_size());
+  shapes.rows = shapes.b_local * shapes.views;
+  shapes.cols = shapes.b_global * shapes.views;
+  return shapes;
+}
+
+torch::Tensor queue_or_empty(const InfoNceOptions& options, const torch::Tensor& like,
+                             int64_t dim) {
+  const auto& queue = options.queue();
+  if (queue.defined() && queue.size(0) > 0) return queue.detach();
+  return torch::empty({0, dim}, like.options().requires_grad(false));
+}
+
+}  // namespace detail
 
 InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, int64_t offset,
                        const InfoNceOptions& options) {
-  SELFSUP_CHECK(local.dim() == 3 && global.dim() == 3,
-                "info_nce expects [B, V, D] projections, got ", local.sizes(), " and ",
-                global.sizes());
-  const int64_t b_local = local.size(0), views = local.size(1), dim = local.size(2);
-  const int64_t b_global = global.size(0);
-  SELFSUP_CHECK(global.size(1) == views && global.size(2) == dim, "info_nce: local ", local.sizes(),
-                " and global ", global.sizes(), " disagree");
-  SELFSUP_CHECK(views >= 2, "info_nce needs at least 2 views per image, got ", views);
-  SELFSUP_CHECK(offset >= 0 && offset + b_local <= b_global, "info_nce: offset ", offset,
-                " out of range for B_local ", b_local, " and B_global ", b_global);
+  const auto shapes = detail::check_info_nce_inputs(local, global, offset, options, "info_nce");
+  const int64_t views = shapes.views, dim = shapes.dim;
+  const auto queue = detail::queue_or_empty(options, global, dim);  // [K, D], no gradient
 
-  const int64_t rows = b_local * views, cols = b_global * views;
-  const auto anchors = local.reshape({rows, dim});      // row r = b*V + v
-  const auto candidates = global.reshape({cols, dim});  // col c = b*V + v
-  const auto cosine = anchors.matmul(candidates.t());   // [rows, cols]
+  const int64_t rows = shapes.rows, cols = shapes.cols, queue_size = shapes.queue_size;
+  const int64_t all_cols = cols + queue_size;
+  const auto anchors = local.reshape({rows, dim});  // row r = b*V + v
+  // Column c = b*V + v for c < cols, then the queue (negatives only): [cols + K, D].
+  const auto columns = global.reshape({cols, dim});
+  const auto candidates = queue_size > 0 ? torch::cat({columns, queue}) : columns;
+  const auto cosine = anchors.matmul(candidates.t());  // [rows, cols + K]
   auto logits = cosine / options.temperature();
 
   auto long_opts = torch::TensorOptions().dtype(torch::kLong).device(local.device());
@@ -37,7 +77,8 @@ InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, 
   const auto pos_cols = image_first_col.unsqueeze(1) + other;            // [rows, V-1]
 
   const auto self_mask =
-      torch::zeros({rows, cols}, torch::TensorOptions().dtype(torch::kBool).device(local.device()))
+      torch::zeros({rows, all_cols},
+                   torch::TensorOptions().dtype(torch::kBool).device(local.device()))
           .scatter_(1, self_col.unsqueeze(1), true);
   const auto masked = logits.masked_fill(self_mask, -std::numeric_limits<double>::infinity());
   const auto log_normaliser = torch::logsumexp(masked, 1);      // [rows]
@@ -46,7 +87,7 @@ InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, 
 
   InfoNceResult result;
   result.loss = per_anchor.mean();
-  result.candidates_per_anchor = cols - 1;
+  result.candidates_per_anchor = all_cols - 1;
   {
     torch::NoGradGuard no_grad;
     const auto cos = cosine.detach().to(torch::kDouble);
@@ -55,12 +96,12 @@ InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, 
     const double self_sum = cos.gather(1, self_col.unsqueeze(1)).sum().item<double>();
     const double total = cos.sum().item<double>();
     const int64_t n_pos = rows * (views - 1);
-    const int64_t n_neg = rows * (cols - views);
+    const int64_t n_neg = rows * (all_cols - views);
     result.pos_sim = pos_sum / double(n_pos);
     result.neg_sim = n_neg > 0 ? (total - self_sum - pos_sum) / double(n_neg) : 0.0;
     // Unit vectors: |zi - zj|^2 = 2 - 2 cos.
     result.alignment = 2.0 - 2.0 * result.pos_sim;
-    // Uniformity over pairs of different images (positives and the anchor itself excluded).
+    // Uniformity over negative pairs (positives and the anchor itself excluded; queue included).
     const auto kernel = torch::exp(4.0 * cos - 4.0).masked_fill(self_mask, 0.0);
     const double positive_kernel = torch::exp(4.0 * pos_cos - 4.0).sum().item<double>();
     result.uniformity =

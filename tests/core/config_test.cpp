@@ -72,6 +72,19 @@ TEST(Config, RejectsFractionalIntegersBadChoicesAndBadPairs) {
   EXPECT_NE(error_of(R"({"data": 3})").find("data"), std::string::npos);
 }
 
+TEST(Config, TiledLossKeys) {
+  const auto defaults = parse_config("{}", "test.json");
+  EXPECT_FALSE(defaults.loss.tiled);
+  EXPECT_EQ(defaults.loss.block_size, 4096);
+  const auto config =
+      parse_config(R"({"loss": {"tiled": true, "block_size": 2147483648}})", "test.json");
+  EXPECT_TRUE(config.loss.tiled);
+  EXPECT_EQ(config.loss.block_size, int64_t(1) << 31);
+  EXPECT_NE(error_of(R"({"loss": {"block_size": 0}})").find("loss.block_size"), std::string::npos);
+  EXPECT_NE(error_of(R"({"loss": {"block_size": 2147483649}})").find("in [1, "), std::string::npos);
+  EXPECT_NE(error_of(R"({"loss": {"tiled": 1}})").find("true or false"), std::string::npos);
+}
+
 TEST(Config, MalformedJsonIsAConfigError) {
   const auto message = error_of(R"({"train": {"epochs": 1,}})");
   EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;

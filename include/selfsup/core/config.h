@@ -92,11 +92,15 @@ struct ModelConfig {
 
 /// The contrastive loss.
 struct LossConfig {
-  double temperature = 0.5;  // softmax temperature of the cosine similarities
+  double temperature = 0.5;   // softmax temperature of the cosine similarities
+  bool tiled = false;         // stream column blocks (memory independent of the pool size)
+  int64_t block_size = 4096;  // tiled: columns per block
 
   template <typename V>
   void visit(V& v) {
     v("temperature", temperature, 1e-4, 100.0);
+    v("tiled", tiled);
+    v("block_size", block_size, 1, int64_t(1) << 31);
   }
 };
 
@@ -191,9 +195,9 @@ struct TransferConfig {
 /// Distribution across ranks.
 struct DistConfig {
   std::string backend = "auto";  // "auto", "local", "mpi" or "nccl"
-  double timeout_s = 300.0;       // a collective unfinished after this long aborts every rank
-  bool check_shapes = true;       // ranks compare dtype and shape before every collective (a
-                                  // small extra collective each: turn off for speed at scale)
+  double timeout_s = 300.0;      // a collective unfinished after this long aborts every rank
+  bool check_shapes = true;      // ranks compare dtype and shape before every collective (a
+                                 // small extra collective each: turn off for speed at scale)
 
   template <typename V>
   void visit(V& v) {

@@ -32,7 +32,8 @@ class Objective : public torch::nn::Module {
   virtual std::string name() const = 0;
 };
 
-/// SimCLR: encoder -> projection head -> L2 normalise -> all_gather_with_grad -> sharded NT-Xent.
+/// SimCLR: encoder -> projection head -> L2 normalise -> all_gather_with_grad -> sharded NT-Xent
+/// (dense, or tiled over column blocks when `loss.tiled`).
 class SimClrObjective : public Objective {
  public:
   SimClrObjective(std::shared_ptr<Encoder> encoder, const ModelConfig& model,
@@ -44,7 +45,7 @@ class SimClrObjective : public Objective {
  private:
   std::shared_ptr<Encoder> encoder_;
   ProjectionHead head_{nullptr};
-  double temperature_;
+  LossConfig loss_;
   std::shared_ptr<Communicator> comm_;
 };
 
