@@ -76,36 +76,38 @@ InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, 
   other = other + (other >= view_of_row.unsqueeze(1)).to(torch::kLong);  // skip own view
   const auto pos_cols = image_first_col.unsqueeze(1) + other;            // [rows, V-1]
 
-  const auto self_mask =
-      torch::zeros({rows, all_cols},
-                   torch::TensorOptions().dtype(torch::kBool).device(local.device()))
-          .scatter_(1, self_col.unsqueeze(1), true);
-  const auto masked = logits.masked_fill(self_mask, -std::numeric_limits<double>::infinity());
+  // Per [row, column]: the anchor itself, its positives, and (without batch negatives) the other
+  // images' columns are excluded from the negatives; queue columns are always negatives.
+  const auto col = torch::arange(all_cols, long_opts).unsqueeze(0);  // [1, cols + K]
+  const auto in_batch = col < cols;
+  const auto self_mask = col == self_col.unsqueeze(1);  // [rows, cols + K]
+  const auto same_image = in_batch & (torch::div(col, views, "floor") ==
+                                      torch::div(self_col, views, "floor").unsqueeze(1));
+  auto excluded = self_mask;
+  if (!options.batch_negatives()) excluded = excluded | (in_batch & same_image.logical_not());
+  const auto negative = (excluded | same_image).logical_not();
+  const auto masked = logits.masked_fill(excluded, -std::numeric_limits<double>::infinity());
   const auto log_normaliser = torch::logsumexp(masked, 1);      // [rows]
   const auto pos_logits = logits.gather(1, pos_cols);           // [rows, V-1]
   const auto per_anchor = log_normaliser - pos_logits.mean(1);  // [rows]
 
   InfoNceResult result;
   result.loss = per_anchor.mean();
-  result.candidates_per_anchor = all_cols - 1;
+  result.candidates_per_anchor = options.batch_negatives() ? all_cols - 1 : views - 1 + queue_size;
   {
     torch::NoGradGuard no_grad;
     const auto cos = cosine.detach().to(torch::kDouble);
     const auto pos_cos = cos.gather(1, pos_cols);
-    const double pos_sum = pos_cos.sum().item<double>();
-    const double self_sum = cos.gather(1, self_col.unsqueeze(1)).sum().item<double>();
-    const double total = cos.sum().item<double>();
     const int64_t n_pos = rows * (views - 1);
-    const int64_t n_neg = rows * (all_cols - views);
-    result.pos_sim = pos_sum / double(n_pos);
-    result.neg_sim = n_neg > 0 ? (total - self_sum - pos_sum) / double(n_neg) : 0.0;
+    const int64_t n_neg = negative.sum().item<int64_t>();
+    result.pos_sim = pos_cos.sum().item<double>() / double(n_pos);
+    result.neg_sim =
+        n_neg > 0 ? cos.masked_fill(negative.logical_not(), 0.0).sum().item<double>() / n_neg : 0.0;
     // Unit vectors: |zi - zj|^2 = 2 - 2 cos.
     result.alignment = 2.0 - 2.0 * result.pos_sim;
     // Uniformity over negative pairs (positives and the anchor itself excluded; queue included).
-    const auto kernel = torch::exp(4.0 * cos - 4.0).masked_fill(self_mask, 0.0);
-    const double positive_kernel = torch::exp(4.0 * pos_cos - 4.0).sum().item<double>();
-    result.uniformity =
-        n_neg > 0 ? std::log((kernel.sum().item<double>() - positive_kernel) / double(n_neg)) : 0.0;
+    const auto kernel = torch::exp(4.0 * cos - 4.0).masked_fill(negative.logical_not(), 0.0);
+    result.uniformity = n_neg > 0 ? std::log(kernel.sum().item<double>() / double(n_neg)) : 0.0;
   }
   return result;
 }

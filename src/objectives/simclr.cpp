@@ -5,27 +5,73 @@
 
 namespace selfsup {
 
-SimClrObjective::SimClrObjective(std::shared_ptr<Encoder> encoder, const ModelConfig& model,
-                                 const LossConfig& loss, std::shared_ptr<Communicator> comm)
-    : encoder_(std::move(encoder)), loss_(loss), comm_(std::move(comm)) {
-  register_module("encoder", encoder_);
+SimClrObjective::SimClrObjective(const Config& config, int64_t in_channels,
+                                 std::shared_ptr<Communicator> comm)
+    : loss_(config.loss), negatives_(config.negatives), comm_(std::move(comm)) {
+  const auto& model = config.model;
+  encoder_ =
+      register_module("encoder", make_encoder(model, in_channels, make_norm_factory(model, comm_)));
   head_ = register_module("head", ProjectionHead(encoder_->feature_dim(), model.head_hidden,
                                                  model.proj_dim, make_norm_factory(model, comm_)));
+  if (negatives_.momentum > 0.0) {
+    // The key encoder starts as a copy of the encoder and then only follows it (end_step).
+    key_encoder_ = register_module(
+        "key_encoder", make_encoder(model, in_channels, make_norm_factory(model, comm_)));
+    key_head_ = register_module(
+        "key_head", ProjectionHead(encoder_->feature_dim(), model.head_hidden, model.proj_dim,
+                                   make_norm_factory(model, comm_)));
+    torch::NoGradGuard no_grad;
+    auto copy = [](torch::nn::Module& from, torch::nn::Module& to) {
+      const auto source = from.parameters();
+      const auto target = to.parameters();
+      for (size_t i = 0; i < source.size(); ++i) {
+        target[i].copy_(source[i]);
+        target[i].set_requires_grad(false);
+      }
+      const auto source_buffers = from.buffers();
+      const auto target_buffers = to.buffers();
+      for (size_t i = 0; i < source_buffers.size(); ++i) target_buffers[i].copy_(source_buffers[i]);
+    };
+    copy(*encoder_, *key_encoder_);
+    copy(*head_, *key_head_);
+  }
+  if (negatives_.queue_size > 0) {
+    queue_ = register_module("queue", NegativeQueue(negatives_.queue_size, model.proj_dim));
+  }
+}
+
+torch::Tensor SimClrObjective::project(Encoder& encoder, ProjectionHeadImpl& head,
+                                       const torch::Tensor& views, int64_t num_views) {
+  auto z = head.forward(encoder.forward(views));
+  z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  return z.view({num_views, -1, z.size(1)}).transpose(0, 1).contiguous();  // [B, V, D]
 }
 
 ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
   const int64_t num_views = views.size(0), b_local = views.size(1);
-  // All views go through the encoder in one batch: [V*B_local, C, H, W] -> [V*B_local, D].
-  auto z = head_->forward(encoder_->forward(views.flatten(0, 1)));
-  z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  const auto local = z.view({num_views, b_local, -1}).transpose(0, 1).contiguous();  // [B, V, D]
-  const auto global = all_gather_with_grad(local, *comm_);  // [B_global, V, D]
+  // All views go through the encoder in one batch: [V*B_local, C, H, W] -> [B_local, V, D].
+  const auto batch = views.flatten(0, 1);
+  const auto local = project(*encoder_, *head_, batch, num_views);
+  torch::Tensor columns;  // [B_global, V, D]
+  if (key_encoder_) {
+    // Keys from the momentum encoder: no gradient, so a plain all-gather.
+    torch::NoGradGuard no_grad;
+    columns = comm_->all_gather(project(*key_encoder_, *key_head_, batch, num_views));
+  } else {
+    columns = all_gather_with_grad(local, *comm_);
+  }
   const int64_t offset = int64_t(comm_->rank()) * b_local;
-  const auto options = InfoNceOptions(loss_.temperature).block_size(loss_.block_size);
+  auto options = InfoNceOptions(loss_.temperature)
+                     .block_size(loss_.block_size)
+                     .batch_negatives(negatives_.source != "queue");
+  if (queue_) {
+    options.queue(queue_->keys());
+    pending_keys_ = columns.detach().reshape({-1, columns.size(2)});
+  }
   // Tiled: the same loss and gradients with memory O(B_local*V x block_size) instead of
-  // O(B_local*V x B_global*V).
-  const auto nce = loss_.tiled ? info_nce_tiled(local, global, offset, options)
-                               : info_nce(local, global, offset, options);
+  // O(B_local*V x (B_global*V + K)).
+  const auto nce = loss_.tiled ? info_nce_tiled(local, columns, offset, options)
+                               : info_nce(local, columns, offset, options);
   ObjectiveOutput out;
   out.loss = nce.loss;
   out.candidates_per_anchor = nce.candidates_per_anchor;
@@ -33,7 +79,26 @@ ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
                  {"neg_sim", nce.neg_sim},
                  {"alignment", nce.alignment},
                  {"uniformity", nce.uniformity}};
+  if (queue_) out.metrics["queue_fill"] = double(queue_->size()) / double(queue_->capacity());
   return out;
+}
+
+void SimClrObjective::end_step(bool applied) {
+  if (applied) {
+    torch::NoGradGuard no_grad;
+    if (key_encoder_) {
+      const double m = negatives_.momentum;
+      auto follow = [m](torch::nn::Module& online, torch::nn::Module& key) {
+        const auto source = online.parameters();
+        const auto target = key.parameters();
+        for (size_t i = 0; i < source.size(); ++i) target[i].mul_(m).add_(source[i], 1.0 - m);
+      };
+      follow(*encoder_, *key_encoder_);
+      follow(*head_, *key_head_);
+    }
+    if (queue_ && pending_keys_.defined()) queue_->push(pending_keys_);
+  }
+  pending_keys_ = torch::Tensor();
 }
 
 }  // namespace selfsup

@@ -36,22 +36,27 @@ void for_each_block(const torch::Tensor& candidates, const torch::Tensor& queue,
   }
 }
 
-// The self-mask and the positives of one block of gathered columns, at global indices.
+// The masks of one block of gathered columns, at global indices.
 struct BlockMasks {
-  torch::Tensor self;      // [rows, n] bool: the anchor's own column
+  torch::Tensor excluded;  // [rows, n] bool: not a candidate (the anchor's own column; without
+                           // batch negatives also the other images' columns)
   torch::Tensor positive;  // [rows, n] bool: another view of the anchor's image
+  torch::Tensor negative;  // [rows, n] bool: a candidate that is not a positive
 };
 
 // self_col: [rows] global column of each anchor (offset*V + r); an image's views are the columns
 // image*V ... image*V + V-1.
-BlockMasks block_masks(const torch::Tensor& self_col, int64_t views, const ColumnBlock& block) {
+BlockMasks block_masks(const torch::Tensor& self_col, int64_t views, bool batch_negatives,
+                       const ColumnBlock& block) {
   const int64_t n = block.vectors.size(0);
   const auto col = torch::arange(block.first_col, block.first_col + n, self_col.options());
   BlockMasks masks;
-  masks.self = col.unsqueeze(0) == self_col.unsqueeze(1);  // [rows, n]
+  const auto self = col.unsqueeze(0) == self_col.unsqueeze(1);  // [rows, n]
   const auto same_image = torch::div(col, views, "floor").unsqueeze(0) ==
                           torch::div(self_col, views, "floor").unsqueeze(1);
-  masks.positive = same_image & masks.self.logical_not();
+  masks.positive = same_image & self.logical_not();
+  masks.excluded = batch_negatives ? self : same_image.logical_not() | self;
+  masks.negative = (masks.excluded | masks.positive).logical_not();
   return masks;
 }
 
@@ -74,7 +79,7 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
                                                 const torch::Tensor& candidates,
                                                 const torch::Tensor& queue, int64_t offset,
                                                 int64_t views, double temperature,
-                                                int64_t block_size) {
+                                                int64_t block_size, bool batch_negatives) {
     const int64_t rows = anchors.size(0);
     const auto self_col = self_columns(rows, offset, views, anchors.device());
     // Per row: the online log-sum-exp over every column but its own (running maximum, and the sum
@@ -95,13 +100,13 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
         statistics[kNegativeCosine] += cos.sum();
         statistics[kNegativeKernel] += kernel.sum();
       } else {
-        const auto masks = block_masks(self_col, views, block);
-        const auto not_negative = masks.self | masks.positive;
+        const auto masks = block_masks(self_col, views, batch_negatives, block);
+        const auto not_negative = masks.negative.logical_not();
         positive_logits += logits.masked_fill(masks.positive.logical_not(), 0.0).sum(1);
         statistics[kPositiveCosine] += cos.masked_fill(masks.positive.logical_not(), 0.0).sum();
         statistics[kNegativeCosine] += cos.masked_fill(not_negative, 0.0).sum();
         statistics[kNegativeKernel] += kernel.masked_fill(not_negative, 0.0).sum();
-        logits = logits.masked_fill(masks.self, -kInf);
+        logits = logits.masked_fill(masks.excluded, -kInf);
       }
       const auto block_max = std::get<0>(logits.max(1));  // [rows]
       const auto new_max = torch::maximum(running_max, block_max);
@@ -120,6 +125,7 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
     ctx->saved_data["views"] = views;
     ctx->saved_data["temperature"] = temperature;
     ctx->saved_data["block_size"] = block_size;
+    ctx->saved_data["batch_negatives"] = batch_negatives;
     ctx->mark_non_differentiable({statistics});
     return {loss, statistics};
   }
@@ -136,32 +142,39 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
     const int64_t views = ctx->saved_data["views"].toInt();
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const int64_t block_size = ctx->saved_data["block_size"].toInt();
+    const bool batch_negatives = ctx->saved_data["batch_negatives"].toBool();
+    // Keys of a momentum encoder get no gradient: skip their matrix product.
+    const bool grad_for_candidates = ctx->needs_input_grad(1);
     const int64_t rows = anchors.size(0);
     const auto self_col = self_columns(rows, offset, views, anchors.device());
     const auto scale = grads[0] / (double(rows) * temperature);  // d loss_out / d loss, over rows*T
 
-    auto grad_anchors = torch::zeros_like(anchors);        // [rows, D]
-    auto grad_candidates = torch::zeros_like(candidates);  // [cols, D]
+    auto grad_anchors = torch::zeros_like(anchors);  // [rows, D]
+    auto grad_candidates =
+        grad_for_candidates ? torch::zeros_like(candidates) : torch::Tensor();  // [cols, D]
     for_each_block(candidates, queue, block_size, [&](const ColumnBlock& block) {
       auto logits = anchors.matmul(block.vectors.t()) / temperature;  // [rows, n]
       BlockMasks masks;
       if (!block.from_queue) {
-        masks = block_masks(self_col, views, block);
-        logits = logits.masked_fill(masks.self, -kInf);
+        masks = block_masks(self_col, views, batch_negatives, block);
+        logits = logits.masked_fill(masks.excluded, -kInf);
       }
       auto grad_logits = torch::exp(logits - log_normaliser.unsqueeze(1));  // softmax, [rows, n]
       if (!block.from_queue)
         grad_logits -= masks.positive.to(grad_logits.dtype()) / double(views - 1);
       grad_logits *= scale;
       grad_anchors.addmm_(grad_logits, block.vectors);
-      if (!block.from_queue) {
+      if (!block.from_queue && grad_for_candidates) {
         grad_candidates.narrow(0, block.first_col, block.vectors.size(0))
             .copy_(grad_logits.t().matmul(anchors));
       }
     });
-    // Inputs: anchors, candidates, queue (no gradient), offset, views, temperature, block_size.
-    return {grad_anchors,    grad_candidates, torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    // Inputs: anchors, candidates, queue (no gradient), offset, views, temperature, block_size,
+    // batch_negatives.
+    return {grad_anchors,    grad_for_candidates ? grad_candidates : torch::Tensor(),
+            torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -175,16 +188,18 @@ InfoNceResult info_nce_tiled(const torch::Tensor& local, const torch::Tensor& gl
   const auto queue = detail::queue_or_empty(options, global, shapes.dim);  // [K, D], no gradient
   const auto anchors = local.reshape({rows, shapes.dim});                  // row r = b*V + v
   const auto candidates = global.reshape({cols, shapes.dim});              // col c = b*V + v
-  const auto outputs = TiledInfoNce::apply(anchors, candidates, queue, offset, views,
-                                           options.temperature(), options.block_size());
+  const auto outputs =
+      TiledInfoNce::apply(anchors, candidates, queue, offset, views, options.temperature(),
+                          options.block_size(), options.batch_negatives());
 
   InfoNceResult result;
   result.loss = outputs[0];
-  result.candidates_per_anchor = cols + shapes.queue_size - 1;
+  result.candidates_per_anchor =
+      options.batch_negatives() ? cols + shapes.queue_size - 1 : views - 1 + shapes.queue_size;
   const auto statistics = outputs[1].cpu();  // one device-to-host copy
   const auto sums = statistics.accessor<double, 1>();
   const int64_t n_pos = rows * (views - 1);
-  const int64_t n_neg = rows * (cols + shapes.queue_size - views);
+  const int64_t n_neg = rows * (result.candidates_per_anchor - (views - 1));
   result.pos_sim = sums[kPositiveCosine] / double(n_pos);
   result.neg_sim = n_neg > 0 ? sums[kNegativeCosine] / double(n_neg) : 0.0;
   result.alignment = 2.0 - 2.0 * result.pos_sim;

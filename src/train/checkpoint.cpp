@@ -105,7 +105,10 @@ CheckpointInfo load_model(const std::string& path, torch::nn::Module& model) {
       throw Error("cannot load checkpoint " + path + ": " + name + " has shape " +
                   c10::str(c10::IntArrayRef(loaded)) + " there but " +
                   c10::str(c10::IntArrayRef(shape)) +
-                  " in this model; the checkpoint was written with a different model config");
+                  " in this model; the checkpoint was written with a different " +
+                  (name.rfind("queue.", 0) == 0
+                       ? "negatives.queue_size or model.proj_dim (the queue of recycled keys)"
+                       : std::string("model config")));
     }
   }
   return info;

@@ -53,6 +53,16 @@ nlohmann::json collectives_per_step(const Communicator& comm, int64_t steps) {
   return out;
 }
 
+// The peak resident memory of this process so far (VmHWM), in MiB; 0 where /proc is missing.
+double peak_resident_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  }
+  return 0.0;
+}
+
 }  // namespace
 
 void prepare_run_dir(const std::string& run_dir, const Config& config,
@@ -107,7 +117,10 @@ TrainResult Trainer::run() {
   objective_->to(device);
   broadcast_module(*objective_, *comm_);
   objective_->train();
-  auto parameters = objective_->parameters();
+  // What the optimizer trains: a momentum key encoder follows the encoder instead (end_step).
+  std::vector<torch::Tensor> parameters;
+  for (const auto& p : objective_->parameters())
+    if (p.requires_grad()) parameters.push_back(p);
   auto optimizer = make_optimizer(config_.optim, parameters);
   GradientReducer reducer(parameters, *comm_);
 
@@ -123,6 +136,18 @@ TrainResult Trainer::run() {
       tc.batch_size, sampler.local_batch(), config_.augment.views, total_steps, steps_per_epoch,
       world, comm_->backend());
   spdlog::info("device {}", device.str());
+  const auto& negatives = config_.negatives;
+  spdlog::info(
+      "negatives: {}{}{} | loss {} | candidates per anchor N = {}{} (MI bound log N - loss)",
+      negatives.source,
+      negatives.queue_size > 0 ? fmt::format(", queue of {} keys", negatives.queue_size) : "",
+      negatives.momentum > 0 ? fmt::format(", momentum key encoder (m = {})", negatives.momentum)
+                             : "",
+      config_.loss.tiled ? fmt::format("tiled (block {})", config_.loss.block_size) : "dense",
+      (negatives.source == "queue" ? config_.augment.views - 1
+                                   : tc.batch_size * config_.augment.views - 1) +
+          negatives.queue_size,
+      negatives.queue_size > 0 ? " once the queue is full" : "");
 
   std::optional<MetricsWriter> metrics;  // rank 0 writes the run's metrics
   if (rank == 0) metrics.emplace(run_dir_);
@@ -164,9 +189,11 @@ TrainResult Trainer::run() {
                       kMaxConsecutiveSkips, " consecutive steps (step ", step,
                       "); lower optim.lr or check the data");
         spdlog::warn("step {}: non-finite loss, step skipped on every rank", step);
+        objective_->end_step(/*applied=*/false);
       } else {
         consecutive_skips = 0;
         optimizer->step();
+        objective_->end_step(/*applied=*/true);
       }
       ++step;
       images_seen += tc.batch_size;
@@ -193,6 +220,7 @@ TrainResult Trainer::run() {
       if (metrics) metrics->write(row);
       result.final_loss = loss;
       result.final_mi_bound = mi_bound;
+      result.candidates_per_anchor = out.candidates_per_anchor;
 
       if (bar) progress.update(step, loss, double(images_seen) / seconds_since(start));
       if (step % tc.log_every == 0 || step == total_steps) {
@@ -218,6 +246,11 @@ TrainResult Trainer::run() {
   result.steps = step;
   result.seconds = seconds_since(start);
   result.images_per_s = double(images_seen) / std::max(result.seconds, 1e-9);
+  result.peak_memory_mb = peak_resident_mb();
+  // The largest peak over the ranks (the one that would run out of memory first).
+  auto peak = torch::tensor({result.peak_memory_mb}, torch::kDouble);
+  comm_->all_reduce_(peak, ReduceOp::kMax);
+  result.peak_memory_mb = peak.item<double>();
 
   if (rank == 0) {
     CheckpointInfo info;
@@ -230,6 +263,23 @@ TrainResult Trainer::run() {
     write_plots(run_dir_);
     write_file_atomic((fs::path(run_dir_) / "collectives.json").string(),
                       collectives.dump(2) + "\n");
+    const nlohmann::json summary = {{"global_batch", tc.batch_size},
+                                    {"world_size", world},
+                                    {"views", config_.augment.views},
+                                    {"queue_size", negatives.queue_size},
+                                    {"negatives_source", negatives.source},
+                                    {"momentum", negatives.momentum},
+                                    {"loss_tiled", config_.loss.tiled},
+                                    {"candidates_per_anchor", result.candidates_per_anchor},
+                                    {"steps", result.steps},
+                                    {"skipped_steps", result.skipped_steps},
+                                    {"images_seen", images_seen},
+                                    {"final_loss", result.final_loss},
+                                    {"final_mi_bound", result.final_mi_bound},
+                                    {"images_per_s", result.images_per_s},
+                                    {"seconds", result.seconds},
+                                    {"peak_rss_mb", result.peak_memory_mb}};
+    write_file_atomic((fs::path(run_dir_) / "summary.json").string(), summary.dump(2) + "\n");
   }
   comm_->barrier();
   spdlog::info(

@@ -1,7 +1,7 @@
 // World-size invariance end to end (DESIGN.md invariant 3): five steps of the real trainer with
 // synchronized batch norm on N ranks (N = 2, 3, 4 under mpirun) follow the same trajectory as one
-// process with the same global batch: the same per-step losses and the same final parameters,
-// within 1e-5 relative.
+// process with the same global batch: the same per-step losses and the same final parameters and
+// buffers, within 1e-5 relative; also with a queue of recycled keys and a momentum key encoder.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -53,15 +53,16 @@ std::vector<double> losses(const fs::path& run_dir) {
   return out;
 }
 
-TEST(MpiTrainer, SyncBatchNormRunIsIndependentOfTheWorldSize) {
+// Runs `config` on every rank of the test world and, on rank 0, alone; expects the same per-step
+// losses and final parameters and buffers (the queue and the momentum encoder included).
+void expect_same_run_on_one_rank(const Config& config, const std::string& tag) {
   auto& comm = test_comm();
   const int rank = comm.rank(), world = comm.size();
-  const Config config = tiny_config();
   // Ranks share a host: rank 0's process id names the directory for all of them.
   auto id = torch::full({1}, int64_t(::getpid()), torch::kLong);
   comm.broadcast_(id, 0);
-  const fs::path root =
-      fs::temp_directory_path() / ("selfsup_trainer_mpi_" + std::to_string(id.item<int64_t>()));
+  const fs::path root = fs::temp_directory_path() /
+                        ("selfsup_trainer_mpi_" + tag + "_" + std::to_string(id.item<int64_t>()));
   const auto distributed_dir = root / ("world" + std::to_string(world));
   if (rank == 0) prepare_run_dir(distributed_dir.string(), config, "trainer_mpi_test");
   comm.barrier();
@@ -74,14 +75,26 @@ TEST(MpiTrainer, SyncBatchNormRunIsIndependentOfTheWorldSize) {
   for (const auto& module : distributed.objective()->modules()) {
     synchronized += std::dynamic_pointer_cast<SyncBatchNormImpl>(module) != nullptr;
   }
-  EXPECT_EQ(synchronized, 4);
+  EXPECT_EQ(synchronized, config.negatives.momentum > 0 ? 8 : 4);  // the key encoder's too
+
+  // Every rank holds the same buffers (the queue and its position among them): compare each
+  // rank's against rank 0's.
+  for (const auto& item : distributed.objective()->named_buffers()) {
+    auto mine = item.value().to(torch::kDouble).flatten();
+    auto reference = mine.clone();
+    comm.broadcast_(reference, 0);
+    EXPECT_LE((mine - reference).abs().max().item<double>(),
+              1e-5 * std::max(1.0, reference.abs().max().item<double>()))
+        << item.key() << " on rank " << rank;
+  }
 
   if (rank == 0) {
     // The same run in one process (rank 0 alone, no collective).
     const auto single_dir = root / "world1";
     prepare_run_dir(single_dir.string(), config, "trainer_mpi_test");
     Trainer single(config, single_dir.string(), std::make_shared<LocalCommunicator>());
-    single.run();
+    const auto single_result = single.run();
+    EXPECT_EQ(result.candidates_per_anchor, single_result.candidates_per_anchor);
 
     const auto expected = losses(single_dir), got = losses(distributed_dir);
     ASSERT_EQ(expected.size(), 5u);
@@ -90,27 +103,50 @@ TEST(MpiTrainer, SyncBatchNormRunIsIndependentOfTheWorldSize) {
       EXPECT_NEAR(got[step], expected[step], 1e-5 * std::abs(expected[step]))
           << "step " << step + 1 << " on " << world << " ranks";
     }
-    // Parameters: the whole vector within 1e-5 relative (||a - b|| / ||b||), and every tensor
-    // within 1e-4 of its own scale, so that a wrong update of one small tensor still shows. (A
-    // batch-norm bias is a difference of sums over 10^4 activations; different partitions of those
-    // sums round differently at about 1e-5 of the bias itself.)
-    const auto ours = distributed.objective()->named_parameters();
+    // Parameters and buffers: the whole vector within 1e-5 relative (||a - b|| / ||b||), and every
+    // tensor within 1e-4 of its own scale, so that a wrong update of one small tensor still shows.
+    // (A batch-norm bias is a difference of sums over 10^4 activations; different partitions of
+    // those sums round differently at about 1e-5 of the bias itself.)
+    auto ours = distributed.objective()->named_parameters();
+    auto ours_buffers = distributed.objective()->named_buffers();
     double squared_difference = 0, squared_norm = 0;
-    for (const auto& item : single.objective()->named_parameters()) {
-      const auto reference = item.value().to(torch::kDouble);
-      const auto difference = ours[item.key()].to(torch::kDouble) - reference;
+    auto compare = [&](const std::string& name, const torch::Tensor& theirs,
+                       const torch::Tensor& mine) {
+      const auto reference = theirs.to(torch::kDouble);
+      const auto difference = mine.to(torch::kDouble) - reference;
       squared_difference += difference.pow(2).sum().item<double>();
       squared_norm += reference.pow(2).sum().item<double>();
       const double scale = std::max(1e-3, reference.abs().max().item<double>());
       EXPECT_LT(difference.abs().max().item<double>() / scale, 1e-4)
-          << item.key() << " on " << world << " ranks";
-    }
+          << name << " on " << world << " ranks";
+    };
+    for (const auto& item : single.objective()->named_parameters())
+      compare(item.key(), item.value(), ours[item.key()]);
+    for (const auto& item : single.objective()->named_buffers())
+      compare(item.key(), item.value(), ours_buffers[item.key()]);
     const double relative = std::sqrt(squared_difference / squared_norm);
     EXPECT_LT(relative, 1e-5) << "all parameters on " << world << " ranks";
-    std::printf("world %d: parameters within %.2e relative of one process\n", world, relative);
+    std::printf("%s, world %d: parameters and buffers within %.2e relative of one process\n",
+                tag.c_str(), world, relative);
     fs::remove_all(root);
   }
   comm.barrier();
+}
+
+TEST(MpiTrainer, SyncBatchNormRunIsIndependentOfTheWorldSize) {
+  expect_same_run_on_one_rank(tiny_config(), "sync_bn");
+}
+
+TEST(MpiTrainer, QueueAndMomentumEncoderRunIsIndependentOfTheWorldSize) {
+  // Negatives from the batch and a queue of two steps' keys (filled after step 2, then recycled),
+  // keys from a momentum encoder, tiled loss: every rank enqueues the same gathered keys.
+  Config config = tiny_config();
+  config.negatives.source = "batch+queue";
+  config.negatives.queue_size = 2 * config.train.batch_size * config.augment.views;
+  config.negatives.momentum = 0.9;
+  config.loss.tiled = true;
+  config.loss.block_size = 20;
+  expect_same_run_on_one_rank(config, "queue_momentum");
 }
 
 }  // namespace

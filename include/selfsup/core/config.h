@@ -104,6 +104,23 @@ struct LossConfig {
   }
 };
 
+/// Negatives beyond the current batch: a FIFO queue of recycled keys and an optional momentum
+/// (EMA) key encoder. N of the MI bound counts every candidate, the queue included.
+struct NegativesConfig {
+  // "batch": the other views of the global batch (SimCLR); "batch+queue": those and the queue;
+  // "queue": negatives only from the queue, the batch gives only positives (MoCo).
+  std::string source = "batch";
+  int64_t queue_size = 0;  // K keys kept; every step enqueues the global batch x views keys
+  double momentum = 0.0;   // key encoder = EMA of the encoder (MoCo v2: 0.99); 0 = no key encoder
+
+  template <typename V>
+  void visit(V& v) {
+    v("source", source, std::vector<std::string>{"batch", "batch+queue", "queue"});
+    v("queue_size", queue_size, 0, INT64_MAX);
+    v("momentum", momentum, 0.0, 0.99999);
+  }
+};
+
 /// Optimizer and learning-rate schedule.
 struct OptimConfig {
   std::string name = "adam";        // "adam" or "sgd"
@@ -216,6 +233,7 @@ struct Config {
   AugmentConfig augment;
   ModelConfig model;
   LossConfig loss;
+  NegativesConfig negatives;
   OptimConfig optim;
   TrainConfig train;
   TransferConfig transfer;
@@ -230,6 +248,7 @@ struct Config {
     v("augment", augment);
     v("model", model);
     v("loss", loss);
+    v("negatives", negatives);
     v("optim", optim);
     v("train", train);
     v("transfer", transfer);

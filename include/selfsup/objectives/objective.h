@@ -12,6 +12,7 @@
 
 #include "selfsup/core/config.h"
 #include "selfsup/models/encoder.h"
+#include "selfsup/objectives/negative_queue.h"
 
 namespace selfsup {
 
@@ -27,33 +28,61 @@ class Objective : public torch::nn::Module {
  public:
   /// views: [V, B_local, C, H, W]; this rank's slice of the global batch.
   virtual ObjectiveOutput compute(const torch::Tensor& views) = 0;
+  /// Called on every rank after the step that `compute` began: `applied` when the optimizer
+  /// stepped, false when the ranks agreed to skip it (a non-finite loss). Objectives with state
+  /// beyond the weights (a queue, a momentum encoder) update it here, and only for applied steps.
+  virtual void end_step(bool applied) { (void)applied; }
   /// The encoder that the transfer stage uses.
   virtual std::shared_ptr<Encoder> encoder() const = 0;
   virtual std::string name() const = 0;
 };
 
 /// SimCLR: encoder -> projection head -> L2 normalise -> all_gather_with_grad -> sharded NT-Xent
-/// (dense, or tiled over column blocks when `loss.tiled`).
+/// (dense, or tiled over column blocks when `loss.tiled`), with the negatives of `negatives`:
+///   - a queue (`negatives.queue_size` K): the gathered keys of every applied step are enqueued
+///     after the loss used the queue as it was, so all ranks hold the same queue;
+///   - a momentum encoder (`negatives.momentum` m > 0): keys come from an exponential moving
+///     average of the encoder and head (updated after each applied step: k = m k + (1 - m) q),
+///     without gradient; anchors still come from the encoder. The key encoder is a submodule whose
+///     parameters do not require gradients, so it is broadcast, saved and restored with the rest.
 class SimClrObjective : public Objective {
  public:
-  SimClrObjective(std::shared_ptr<Encoder> encoder, const ModelConfig& model,
-                  const LossConfig& loss, std::shared_ptr<Communicator> comm);
+  SimClrObjective(const Config& config, int64_t in_channels, std::shared_ptr<Communicator> comm);
   ObjectiveOutput compute(const torch::Tensor& views) override;
+  void end_step(bool applied) override;
   std::shared_ptr<Encoder> encoder() const override { return encoder_; }
   std::string name() const override { return "simclr"; }
+  /// The queue of recycled keys; empty (nullptr) without one.
+  NegativeQueue queue() const { return queue_; }
 
  private:
+  // [V*B, C, H, W] -> L2-normalised projections [B, V, D] of `encoder` and `head`.
+  torch::Tensor project(Encoder& encoder, ProjectionHeadImpl& head, const torch::Tensor& views,
+                        int64_t num_views);
+
   std::shared_ptr<Encoder> encoder_;
   ProjectionHead head_{nullptr};
+  std::shared_ptr<Encoder> key_encoder_;  // momentum encoder, nullptr without one
+  ProjectionHead key_head_{nullptr};
+  NegativeQueue queue_{nullptr};
   LossConfig loss_;
+  NegativesConfig negatives_;
   std::shared_ptr<Communicator> comm_;
+  torch::Tensor pending_keys_;  // [B_global*V, D] keys of the current step, enqueued by end_step
 };
 
 /// The normalisation layers for `model.batch_norm`: "sync" gives SyncBatchNorm (statistics over
 /// all ranks), "local" torch's BatchNorm (this rank's slice).
 NormFactory make_norm_factory(const ModelConfig& model, std::shared_ptr<Communicator> comm);
 
-/// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels.
+/// Bytes the contrastive loss of `config` holds at its peak on one of `world` ranks (the [rows,
+/// columns] matrices of the dense loss, or one block of them when tiled; rows = B_local*V, columns
+/// = B_global*V + K).
+int64_t contrastive_loss_bytes(const Config& config, int world);
+
+/// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels. On a
+/// CPU, a loss that would need more than half of this machine's memory is a ConfigError that says
+/// what to change (loss.tiled, loss.block_size, negatives.queue_size, train.batch_size).
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
                                           std::shared_ptr<Communicator> comm);
 

@@ -13,13 +13,15 @@
 namespace selfsup {
 
 struct TrainResult {
-  int64_t steps = 0;            // training steps run (skipped ones included)
-  int64_t skipped_steps = 0;    // steps skipped on a non-finite loss
-  double final_loss = 0.0;      // global mean loss of the last step
-  double final_mi_bound = 0.0;  // log(N) - final_loss
-  double images_per_s = 0.0;    // global images per second over the whole run
-  double seconds = 0.0;         // wall time of the loop
-  std::string checkpoint;       // path of the final checkpoint
+  int64_t steps = 0;                  // training steps run (skipped ones included)
+  int64_t skipped_steps = 0;          // steps skipped on a non-finite loss
+  double final_loss = 0.0;            // global mean loss of the last step
+  double final_mi_bound = 0.0;        // log(N) - final_loss
+  int64_t candidates_per_anchor = 0;  // N of the last step (the queue included)
+  double peak_memory_mb = 0.0;        // peak resident memory of the largest rank (CPU; MiB)
+  double images_per_s = 0.0;          // global images per second over the whole run
+  double seconds = 0.0;               // wall time of the loop
+  std::string checkpoint;             // path of the final checkpoint
 };
 
 class Trainer {
@@ -28,7 +30,7 @@ class Trainer {
   Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm);
   ~Trainer();
   /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps) and writes the final
-  /// checkpoint.
+  /// checkpoint and summary.json (the numbers a sweep collects).
   TrainResult run();
   /// The objective being trained (its encoder is what transfers).
   std::shared_ptr<Objective> objective() const { return objective_; }
