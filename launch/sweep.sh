@@ -189,8 +189,10 @@ run_cell() {
     # train.threads: the cores Slurm gave each task, unless the spec sets it.
     [[ " ${overrides[*]} " == *" train.threads="* ]] ||
       overrides+=("train.threads=${SLURM_CPUS_PER_TASK:-0}")
-    cmd=(srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$world" "$bin" train "$base"
-         --run-dir "$dir" --set "${overrides[@]}")
+    # --cpus-per-task again: srun does not inherit it from sbatch (Slurm 22.05 and later).
+    cmd=(srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$world"
+         ${SLURM_CPUS_PER_TASK:+"--cpus-per-task=$SLURM_CPUS_PER_TASK"}
+         "$bin" train "$base" --run-dir "$dir" --set "${overrides[@]}")
   else
     cmd=("$root/launch/run_local.sh" -n "$world" "$base" --run-dir "$dir" --set "${overrides[@]}")
     # Peak resident memory of the largest process (a rank), for trainers without summary.json.
