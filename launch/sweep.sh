@@ -109,17 +109,21 @@ cells=$(jq -c --slurpfile base "$base" '
         (if ($batch | type) != "number" or $batch < 1 or ($batch | floor) != $batch
          then "train.batch_size = \($batch | tojson) must be a positive integer"
          elif ($images % $batch) != 0
-         then "budget.images = \($images) is not a multiple of train.batch_size = \($batch): use a batch size that divides the budget, or a budget that every batch size divides"
+         then "budget.images = \($images) is not a multiple of train.batch_size = \($batch): "
+              + "use a batch size that divides the budget, or a budget that every batch size divides"
          else empty end),
         (if ($world | type) != "number" or $world < 1 or ($world | floor) != $world
          then "world_size = \($world | tojson) must be a positive integer"
          elif ($batch | type) == "number" and ($batch % $world) != 0
-         then "train.batch_size = \($batch) is not divisible by world_size = \($world): every rank takes an equal slice of the global batch"
+         then "train.batch_size = \($batch) is not divisible by world_size = \($world): "
+              + "every rank takes an equal slice of the global batch"
          else empty end),
         (if ($queue | type) != "number" or $queue < 0 or ($queue | floor) != $queue
          then "negatives.queue_size = \($queue | tojson) must be an integer >= 0"
          elif $queue > 0 and ($batch | type) == "number" and ($queue % ($batch * $views)) != 0
-         then "negatives.queue_size = \($queue) is not a multiple of train.batch_size x augment.views = \($batch) x \($views) = \($batch * $views) (the queue takes whole batches of projections): use a multiple of \($batch * $views)"
+         then "negatives.queue_size = \($queue) is not a multiple of train.batch_size x "
+              + "augment.views = \($batch) x \($views) = \($batch * $views) (the queue takes whole "
+              + "batches of projections): use a multiple of \($batch * $views)"
          else empty end) ],
       overrides: (
         [($set | to_entries[]), ($grid | to_entries[] | select(.key != "world_size"))]
@@ -135,7 +139,8 @@ cell_count=$(wc -l <<<"$cells")
 
 print_cells() {
   echo "[sweep] $name: $cell_count cell(s) from $spec (base $base, $(jq -r '.budget.images' "$spec") images per cell)"
-  jq -r '"  \(.id)  \(.name)  ranks \(.world_size)  batch \(.global_batch)  queue \(.queue_size)  steps \(.steps)\n      --set \(.overrides | join(" "))"
+  jq -r '"  \(.id)  \(.name)  ranks \(.world_size)  batch \(.global_batch)  queue \(.queue_size)"
+         + "  steps \(.steps)\n      --set \(.overrides | join(" "))"
          + (.errors | map("\n      ERROR: " + .) | join(""))' <<<"$cells"
 }
 cell_errors=$(jq -r '.name as $n | .errors[] | "  cell \($n): \(.)"' <<<"$cells")
@@ -205,7 +210,8 @@ run_cell() {
   SELFSUP_BIN=$bin "${cmd[@]}" </dev/null >"$dir/sweep.log" 2>&1 || status=$?
   if [[ $status -ne 0 || ! -s "$dir/transfer/results.json" ]]; then
     tail -n 5 "$dir/sweep.log" | sed 's/^/    /' >&2
-    echo "sweep.sh: cell $cell_name failed (exit status $status) after $((SECONDS - start)) s; full log: $dir/sweep.log" >&2
+    echo "sweep.sh: cell $cell_name failed (exit status $status) after $((SECONDS - start)) s;" \
+         "full log: $dir/sweep.log" >&2
     return 1
   fi
   echo "[sweep] cell $cell_name: done in $((SECONDS - start)) s"
@@ -233,7 +239,8 @@ fi
 # peak RSS that /usr/bin/time measured around the launch (transfer stage included).
 csv=$out/results.csv
 mkdir -p "$out"
-header="cell,global_batch,world_size,queue_size,negatives_per_anchor,final_loss,mi_bound,knn_top1,linear_top1,images_per_s,peak_memory_mb,seconds"
+header="cell,global_batch,world_size,queue_size,negatives_per_anchor,final_loss,mi_bound"
+header+=",knn_top1,linear_top1,images_per_s,peak_memory_mb,seconds"
 rows=() missing=()
 while IFS= read -r cell; do
   cell_name=$(jq -r '.name' <<<"$cell")
@@ -318,7 +325,8 @@ else
     echo 'set title "Cost against the pool (negatives per anchor + 1)"'
     echo 'set xlabel "pool size (negatives per anchor + 1)"; set ylabel "peak memory (MiB)"'
     echo 'set y2label "images/s"; set y2tics; set ytics nomirror'
-    echo "plot $(plot_list '($5+1):11' ", peak memory" "pt 7 dt 1"), $(plot_list '($5+1):10 axes x1y2' ", images/s" "pt 6 dt 2")"
+    echo "plot $(plot_list '($5+1):11' ", peak memory" "pt 7 dt 1")," \
+         "$(plot_list '($5+1):10 axes x1y2' ", images/s" "pt 6 dt 2")"
   } >"$plots/plots.gp"
   if gnuplot "$plots/plots.gp" >"$plots/gnuplot.log" 2>&1; then
     echo "[sweep] plots in $plots: mi_bound_vs_negatives.png accuracy_vs_negatives.png cost_vs_pool.png"

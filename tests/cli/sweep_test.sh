@@ -8,12 +8,16 @@ set -euo pipefail
 bin=$1
 src=$2
 command -v jq >/dev/null || { echo "FAIL: jq not found (launch/setup.sh installs it)"; exit 1; }
-command -v mpirun >/dev/null || { echo "SKIP: mpirun not found; sweep cells run through launch/run_local.sh"; exit 77; }
+if ! command -v mpirun >/dev/null; then
+  echo "SKIP: mpirun not found; sweep cells run through launch/run_local.sh"; exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export SELFSUP_BIN=$bin SELFSUP_LAUNCHER=local
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 sweep=$src/launch/sweep.sh
+# fail MESSAGE [FILE...]: show the files, then the failure.
+fail() { local message=$1; shift; cat "$@" 2>/dev/null || true; echo "FAIL: $message"; exit 1; }
 
 # The queue axis: 0 leaves negatives.* out of the grid (2 cells, batch 32 and 64). A trainer with
 # negatives.queue_size can take e.g. queue_size=256 (a multiple of 64 x 2 views): 4 cells then.
@@ -37,11 +41,12 @@ JSON
 write_spec "$tmp/spec.json" "[32, 64]" "$queue_axis"
 
 # --dry-run: ids, names and overrides, and the Slurm array range.
-"$sweep" "$tmp/spec.json" --dry-run >"$tmp/dry" 2>&1 || { cat "$tmp/dry"; echo "FAIL: --dry-run"; exit 1; }
-grep -Eq "^  0  b32-.* steps 16$" "$tmp/dry" || { cat "$tmp/dry"; echo "FAIL: --dry-run lacks cell 0"; exit 1; }
-grep -q "train.batch_size=64 .*train.max_steps=8 " "$tmp/dry" || { cat "$tmp/dry"; echo "FAIL: --dry-run lacks the overrides of batch 64"; exit 1; }
-grep -q "sbatch --array=0-$((cells - 1)) " "$tmp/dry" || { cat "$tmp/dry"; echo "FAIL: --dry-run lacks the array range"; exit 1; }
-[[ ! -e "$tmp/out" ]] || { echo "FAIL: --dry-run created files"; exit 1; }
+"$sweep" "$tmp/spec.json" --dry-run >"$tmp/dry" 2>&1 || fail "--dry-run" "$tmp/dry"
+grep -Eq "^  0  b32-.* steps 16$" "$tmp/dry" || fail "--dry-run lacks cell 0" "$tmp/dry"
+grep -q "train.batch_size=64 .*train.max_steps=8 " "$tmp/dry" ||
+  fail "--dry-run lacks the overrides of batch 64" "$tmp/dry"
+grep -q "sbatch --array=0-$((cells - 1)) " "$tmp/dry" || fail "--dry-run lacks the array range" "$tmp/dry"
+[[ ! -e "$tmp/out" ]] || fail "--dry-run created files"
 echo "ok   --dry-run lists $cells cells"
 
 # expect_error NAME PATTERN -- COMMAND...: exit status 2, PATTERN on stderr, no cell run.
@@ -49,7 +54,7 @@ expect_error() {
   local name=$1 pattern=$2 status=0; shift 3
   "$@" >"$tmp/out.txt" 2>"$tmp/err.txt" || status=$?
   if [[ $status -ne 2 ]] || ! grep -Eq "$pattern" "$tmp/err.txt" || [[ -e "$tmp/bad_out" ]]; then
-    cat "$tmp/out.txt" "$tmp/err.txt"; echo "FAIL $name: status $status, want 2 and /$pattern/"; exit 1
+    fail "$name: status $status, want 2 and /$pattern/" "$tmp/out.txt" "$tmp/err.txt"
   fi
   echo "ok   $name: $(grep -E "$pattern" "$tmp/err.txt" | head -n 1)"
 }
@@ -64,7 +69,7 @@ expect_error unknown-cell "no cell '7'.*ids are 0-$((cells - 1))" -- \
 
 # The sweep itself.
 SECONDS=0
-"$sweep" "$tmp/spec.json" --out "$tmp/out" >"$tmp/run.txt" 2>&1 || { cat "$tmp/run.txt"; echo "FAIL: the sweep failed"; exit 1; }
+"$sweep" "$tmp/spec.json" --out "$tmp/out" >"$tmp/run.txt" 2>&1 || fail "the sweep failed" "$tmp/run.txt"
 cat "$tmp/run.txt"
 echo "ok   sweep of $cells cells in ${SECONDS}s"
 /usr/bin/python3 - "$tmp/out/results.csv" "$cells" <<'PY'
@@ -85,10 +90,10 @@ for row in rows:
     assert 0 < float(row["knn_top1"]) <= 100 and 0 < float(row["linear_top1"]) <= 100, row
 print("ok   results.csv:", len(rows), "rows of finite numbers")
 PY
-grep -Eq "^cell +global_batch +world_size" "$tmp/run.txt" || { echo "FAIL: no aligned table printed"; exit 1; }
+grep -Eq "^cell +global_batch +world_size" "$tmp/run.txt" || fail "no aligned table printed"
 if command -v gnuplot >/dev/null; then
   for plot in mi_bound_vs_negatives accuracy_vs_negatives cost_vs_pool; do
-    [[ -s "$tmp/out/plots/$plot.png" ]] || { cat "$tmp/out/plots/gnuplot.log" || true; echo "FAIL: plots/$plot.png missing"; exit 1; }
+    [[ -s "$tmp/out/plots/$plot.png" ]] || fail "plots/$plot.png missing" "$tmp/out/plots/gnuplot.log"
   done
   echo "ok   plots"
 else
@@ -96,9 +101,9 @@ else
 fi
 
 # A second run skips the finished cells and collects again.
-"$sweep" "$tmp/spec.json" --out "$tmp/out" >"$tmp/rerun.txt" 2>&1 || { cat "$tmp/rerun.txt"; echo "FAIL: rerun"; exit 1; }
+"$sweep" "$tmp/spec.json" --out "$tmp/out" >"$tmp/rerun.txt" 2>&1 || fail "rerun" "$tmp/rerun.txt"
 skipped=$(grep -c "done already" "$tmp/rerun.txt" || true)
-[[ $skipped -eq $cells ]] || { cat "$tmp/rerun.txt"; echo "FAIL: rerun skipped $skipped cells, want $cells"; exit 1; }
+[[ $skipped -eq $cells ]] || fail "rerun skipped $skipped cells, want $cells" "$tmp/rerun.txt"
 echo "ok   rerun skips finished cells"
 
 # The collector against the trainer's summary.json, on a hand-made cell (no training): a queue
@@ -107,14 +112,15 @@ write_spec "$tmp/fake.json" "[64]" '"negatives.queue_size": [256],'
 cell=$tmp/fake_out/cells/b64-q256-w1
 mkdir -p "$cell/transfer"
 cat >"$cell/summary.json" <<'JSON'
-{"global_batch": 64, "world_size": 1, "views": 2, "queue_size": 256, "negatives_source": "batch+queue",
- "momentum": 0, "candidates_per_anchor": 383, "steps": 8, "images_seen": 512, "final_loss": 5.25,
+{"global_batch": 64, "world_size": 1, "views": 2, "queue_size": 256,
+ "negatives_source": "batch+queue", "momentum": 0, "candidates_per_anchor": 383, "steps": 8, "images_seen": 512, "final_loss": 5.25,
  "final_mi_bound": 0.698, "images_per_s": 321.5, "seconds": 1.6, "peak_rss_mb": 612.25}
 JSON
 echo '{"knn": {"top1": 71.5}, "linear_probe": {"top1": 73.25}}' >"$cell/transfer/results.json"
-"$sweep" "$tmp/fake.json" --out "$tmp/fake_out" --collect-only >"$tmp/fake.txt" 2>&1 || { cat "$tmp/fake.txt"; echo "FAIL: --collect-only"; exit 1; }
+"$sweep" "$tmp/fake.json" --out "$tmp/fake_out" --collect-only >"$tmp/fake.txt" 2>&1 ||
+  fail "--collect-only" "$tmp/fake.txt"
 want='"b64-q256-w1",64,1,256,382,5.25,0.698,71.5,73.25,321.5,612.3,1.6'
 got=$(tail -n +2 "$tmp/fake_out/results.csv")
-[[ "$got" == "$want" ]] || { echo "FAIL: collected row from summary.json"; echo " got  $got"; echo " want $want"; exit 1; }
+[[ "$got" == "$want" ]] || fail "row collected from summary.json:"$'\n'" got  $got"$'\n'" want $want"
 echo "ok   collector reads summary.json"
 echo "sweep test passed"
