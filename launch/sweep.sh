@@ -209,7 +209,8 @@ run_cell() {
   local start=$SECONDS status=0
   SELFSUP_BIN=$bin "${cmd[@]}" </dev/null >"$dir/sweep.log" 2>&1 || status=$?
   if [[ $status -ne 0 || ! -s "$dir/transfer/results.json" ]]; then
-    tail -n 5 "$dir/sweep.log" | sed 's/^/    /' >&2
+    # The error lines when there are any (mpirun adds a long epilogue), else the end of the log.
+    { grep -m 3 -E "error" "$dir/sweep.log" || tail -n 5 "$dir/sweep.log"; } | sed 's/^/    /' >&2
     echo "sweep.sh: cell $cell_name failed (exit status $status) after $((SECONDS - start)) s;" \
          "full log: $dir/sweep.log" >&2
     return 1
@@ -304,29 +305,35 @@ else
     echo 'set datafile separator ","'
     echo 'set logscale x; set grid; set key below'
     echo 'set xlabel "negatives per anchor (batch and queue)"'
-    plot_list() {  # plot_list USING TITLE_SUFFIX STYLE: one plot clause per group file
-      local using=$1 suffix=$2 style=$3 sep="" file b w title i=1
+    # plot_list USING COLUMN TITLE_SUFFIX STYLE: one plot clause per group file that has a value
+    # in COLUMN (peak memory may be unknown: gnuplot fails on a clause without points).
+    plot_list() {
+      local using=$1 column=$2 suffix=$3 style=$4 sep="" file b w title i=0
       for file in "$plots"/group_*.csv; do
+        i=$((i + 1))
+        awk -F, -v c="$column" '$c != "" { found = 1 } END { exit !found }' "$file" || continue
         b=${file##*group_b}; b=${b%%_w*}; w=${file##*_w}; w=${w%.csv}
         title="batch $b"
         if [[ $worlds -gt 1 ]]; then title+=", $w ranks"; fi
         printf '%s"%s" using %s with linespoints %s lc %d title "%s%s"' \
           "$sep" "$file" "$using" "$style" "$i" "$title" "$suffix"
-        sep=", "; i=$((i + 1))
+        sep=", "
       done
     }
+    # plot CLAUSES...: a plot command of the non-empty clauses.
+    plot() { local IFS=$'\n'; echo "plot $(printf '%s\n' "$@" | grep -v '^$' | paste -sd, -)"; }
     echo "set output \"$plots/mi_bound_vs_negatives.png\""
     echo 'set title "InfoNCE bound log(N) - loss at the end of pretraining"; set ylabel "MI bound (nats)"'
-    echo "plot $(plot_list 5:7 "" "pt 7")"
+    plot "$(plot_list 5:7 7 "" "pt 7")"
     echo "set output \"$plots/accuracy_vs_negatives.png\""
     echo 'set title "Transfer: top-1 on the test split"; set ylabel "top-1 (%)"'
-    echo "plot $(plot_list 5:9 ", linear probe" "pt 7 dt 1"), $(plot_list 5:8 ", kNN" "pt 6 dt 2")"
+    plot "$(plot_list 5:9 9 ", linear probe" "pt 7 dt 1")" "$(plot_list 5:8 8 ", kNN" "pt 6 dt 2")"
     echo "set output \"$plots/cost_vs_pool.png\""
     echo 'set title "Cost against the pool (negatives per anchor + 1)"'
     echo 'set xlabel "pool size (negatives per anchor + 1)"; set ylabel "peak memory (MiB)"'
     echo 'set y2label "images/s"; set y2tics; set ytics nomirror'
-    echo "plot $(plot_list '($5+1):11' ", peak memory" "pt 7 dt 1")," \
-         "$(plot_list '($5+1):10 axes x1y2' ", images/s" "pt 6 dt 2")"
+    plot "$(plot_list '($5+1):11' 11 ", peak memory" "pt 7 dt 1")" \
+         "$(plot_list '($5+1):10 axes x1y2' 10 ", images/s" "pt 6 dt 2")"
   } >"$plots/plots.gp"
   if gnuplot "$plots/plots.gp" >"$plots/gnuplot.log" 2>&1; then
     echo "[sweep] plots in $plots: mi_bound_vs_negatives.png accuracy_vs_negatives.png cost_vs_pool.png"
@@ -341,6 +348,6 @@ awk -F, '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > width[
           for (i = 1; i <= NF; i++) line = line sprintf(i == 1 ? "%-" width[i] "s" : "  %" width[i] "s", cell[r, i])
           print line } }' "$csv" | tr -d '"'
 if [[ $collect_only -eq 0 && ${#failed[@]} -gt 0 ]]; then
-  echo "sweep.sh: ${#failed[@]} cell(s) failed: ${failed[*]}; rerun the same command to retry them" >&2
+  echo "sweep.sh: ${#failed[@]} cell(s) failed: ${failed[*]}; see their sweep.log; rerunning the command retries them" >&2
   exit 1
 fi
