@@ -9,7 +9,8 @@ Usage: launch/setup.sh [--help]
 
 Installs the Debian packages selfsup needs to build, test and run (LibTorch, Open MPI, OpenCV,
 nlohmann-json, spdlog, CLI11, GoogleTest, zlib, Fashion-MNIST, Python PyTorch for reference
-benchmarks, OpenBLAS, gnuplot for plots, ccache). Runs apt-get only for what is missing.
+benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache). Runs apt-get only for what is
+missing.
 Needs root or sudo when something is missing.
 USAGE
 }
@@ -28,6 +29,8 @@ packages=(
   # Debian's LibTorch links libblas.so.3; without OpenBLAS that is the slow reference BLAS.
   libopenblas0-pthread
   gnuplot-nox
+  # launch/sweep.sh expands sweep specs and collects results with jq.
+  jq
 )
 
 missing=()
