@@ -20,7 +20,7 @@ little there). The full run should take about 8-10 minutes on 2 cores (extrapola
 shown instead. The smallest pool is 2k, not 1k: B_local = 1024 with 2 views already gathers 2 048
 columns.
 
-  --quick         pool sizes up to 16k only (about 2 minutes)
+  --quick         pool sizes up to 16k only (1-2 minutes)
   --max-pool N    largest pool size in columns (default 1048576)
   --threads T     intra-op threads (default: all cores)
   --block-size N  columns per block of the tiled loss (default 4096, the library default)
