@@ -200,10 +200,6 @@ run_cell() {
          "$bin" train "$base" --run-dir "$dir" --set "${overrides[@]}")
   else
     cmd=("$root/launch/run_local.sh" -n "$world" "$base" --run-dir "$dir" --set "${overrides[@]}")
-    # Peak resident memory of the largest process (a rank), for trainers without summary.json.
-    if [[ -x /usr/bin/time ]]; then
-      cmd=(/usr/bin/time -f %M -o "$dir/sweep_peak_rss_kb" "${cmd[@]}")
-    fi
   fi
   echo "[sweep] cell $cell_name: ${cmd[*]}"
   local start=$SECONDS status=0
@@ -235,9 +231,7 @@ fi
 
 # ---- 3. Collect: results.csv, plots, table. ----
 # Per cell: transfer/results.json (kNN and linear probe top-1) and summary.json (written by the
-# trainer). A cell without summary.json (a trainer from before it) falls back to its metrics.jsonl
-# (last step's loss and MI bound; seconds = sum of batch / images_per_s over steps) and to the
-# peak RSS that /usr/bin/time measured around the launch (transfer stage included).
+# trainer: loss and MI bound of the last step, images/s, peak resident memory of the largest rank).
 csv=$out/results.csv
 mkdir -p "$out"
 header="cell,global_batch,world_size,queue_size,negatives_per_anchor,final_loss,mi_bound"
@@ -247,35 +241,17 @@ while IFS= read -r cell; do
   cell_name=$(jq -r '.name' <<<"$cell")
   dir=$out/cells/$cell_name
   if [[ ! -s "$dir/transfer/results.json" ]]; then missing+=("$cell_name"); continue; fi
-  summary=/dev/null metrics=/dev/null peak_kb=null
-  if [[ -s "$dir/summary.json" ]]; then
-    summary=$dir/summary.json
-  else
-    echo "[sweep] cell $cell_name: no summary.json; loss, MI bound and speed from metrics.jsonl" >&2
-    metrics=$dir/metrics.jsonl
-    if [[ -s "$dir/sweep_peak_rss_kb" ]]; then peak_kb=$(tail -n 1 "$dir/sweep_peak_rss_kb"); fi
-  fi
-  row=$(jq -rn --argjson cell "$cell" --argjson peak_kb "$peak_kb" \
-      --slurpfile results "$dir/transfer/results.json" --slurpfile summary "$summary" \
-      --slurpfile metrics "$metrics" '
+  [[ -s "$dir/summary.json" ]] ||
+    die "$dir has no summary.json (written by selfsup train since the negatives queue); rerun the cell"
+  # N of the MI bound counts the positives too; negatives per anchor do not.
+  row=$(jq -r --argjson cell "$cell" --slurpfile results "$dir/transfer/results.json" '
     def r($digits): if type == "number" then (. * pow(10; $digits) | round) / pow(10; $digits) else null end;
     $results[0] as $res |
-    (if ($summary | length) > 0 then $summary[0] |
-       { global_batch, world_size, queue_size, final_loss, mi_bound: .final_mi_bound, images_per_s,
-         peak_memory_mb: .peak_rss_mb, seconds,
-         negatives_per_anchor: (.candidates_per_anchor - ((.views // $cell.views) - 1)) }
-     else ($metrics | map(select(.step != null))) as $steps |
-       ($steps | map($cell.global_batch / .images_per_s) | add) as $seconds |
-       { global_batch: $cell.global_batch, world_size: $cell.world_size, queue_size: $cell.queue_size,
-         final_loss: $steps[-1].loss, mi_bound: $steps[-1].mi_bound,
-         images_per_s: ($cell.global_batch * ($steps | length) / $seconds),
-         peak_memory_mb: (if $peak_kb then $peak_kb / 1024 else null end), seconds: $seconds,
-         negatives_per_anchor: ($cell.views * ($cell.global_batch - 1) + $cell.queue_size) }
-     end) as $s |
-    [$cell.name, $s.global_batch, $s.world_size, $s.queue_size, $s.negatives_per_anchor,
-     ($s.final_loss | r(4)), ($s.mi_bound | r(4)), ($res.knn.top1 | r(2)),
-     ($res.linear_probe.top1 | r(2)), ($s.images_per_s | r(1)), ($s.peak_memory_mb | r(1)),
-     ($s.seconds | r(1))] | @csv') || { echo "sweep.sh: cannot read the results of $dir" >&2; exit 1; }
+    [$cell.name, .global_batch, .world_size, .queue_size, (.candidates_per_anchor - (.views - 1)),
+     (.final_loss | r(4)), (.final_mi_bound | r(4)), ($res.knn.top1 | r(2)),
+     ($res.linear_probe.top1 | r(2)), (.images_per_s | r(1)), (.peak_rss_mb | r(1)),
+     (.seconds | r(1))] | @csv' "$dir/summary.json") ||
+    die "cannot read the results of $dir"
   rows+=("$row")
 done <<<"$cells"
 { echo "$header"; [[ ${#rows[@]} -eq 0 ]] || printf '%s\n' "${rows[@]}"; } >"$csv"
