@@ -105,9 +105,12 @@ InfoNceResult info_nce(const torch::Tensor& local, const torch::Tensor& global, 
         n_neg > 0 ? cos.masked_fill(negative.logical_not(), 0.0).sum().item<double>() / n_neg : 0.0;
     // Unit vectors: |zi - zj|^2 = 2 - 2 cos.
     result.alignment = 2.0 - 2.0 * result.pos_sim;
-    // Uniformity over negative pairs (positives and the anchor itself excluded; queue included).
-    const auto kernel = torch::exp(4.0 * cos - 4.0).masked_fill(negative.logical_not(), 0.0);
-    result.uniformity = n_neg > 0 ? std::log(kernel.sum().item<double>() / double(n_neg)) : 0.0;
+    // Uniformity over the pairs of different images of the global batch (the queue, whose keys
+    // come from older encoders, is left out: the uniformity describes the current embedding).
+    const auto other_image = in_batch & same_image.logical_not();
+    const int64_t n_pairs = rows * (cols - views);
+    const auto kernel = torch::exp(4.0 * cos - 4.0).masked_fill(other_image.logical_not(), 0.0);
+    result.uniformity = n_pairs > 0 ? std::log(kernel.sum().item<double>() / double(n_pairs)) : 0.0;
   }
   return result;
 }

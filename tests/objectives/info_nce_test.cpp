@@ -79,16 +79,15 @@ INSTANTIATE_TEST_SUITE_P(TemperaturesBatchesViews, InfoNceVsNaive,
                                             ::testing::Values<int64_t>(2, 3)));
 
 // The statistics, pair by pair in float64: {pos_sim, neg_sim, uniformity}; the queue's columns
-// are negatives of every anchor.
+// are negatives of every anchor; the uniformity is over the pairs of different images of the batch.
 std::vector<double> naive_statistics(const torch::Tensor& z, const torch::Tensor& queue) {
   const int64_t batch = z.size(0), views = z.size(1), n = batch * views;
   const auto flat = z.reshape({n, -1}).to(torch::kDouble);
   const auto q = queue.to(torch::kDouble);
   double pos = 0.0, neg = 0.0, kernel = 0.0;
-  int64_t n_pos = 0, n_neg = 0;
+  int64_t n_pos = 0, n_neg = 0, n_pairs = 0;
   const auto add_negative = [&](double cos) {
     neg += cos;
-    kernel += std::exp(-2.0 * (2.0 - 2.0 * cos));
     ++n_neg;
   };
   for (int64_t a = 0; a < n; ++a) {
@@ -100,11 +99,14 @@ std::vector<double> naive_statistics(const torch::Tensor& z, const torch::Tensor
         ++n_pos;
       } else {
         add_negative(cos);
+        kernel += std::exp(-2.0 * (2.0 - 2.0 * cos));
+        ++n_pairs;
       }
     }
     for (int64_t k = 0; k < q.size(0); ++k) add_negative(torch::dot(flat[a], q[k]).item<double>());
   }
-  return {pos / double(n_pos), neg / double(n_neg), std::log(kernel / double(n_neg))};
+  return {pos / double(n_pos), neg / double(n_neg),
+          n_pairs > 0 ? std::log(kernel / double(n_pairs)) : 0.0};
 }
 
 class InfoNceQueueVsNaive

@@ -3,13 +3,15 @@
 // info_nce, with memory bounded by the block size instead of the pool size.
 //
 // The columns (the gathered projections, then the queue) are streamed in blocks of
-// `options.block_size()` columns. Forward keeps, per anchor row, a running maximum and a running
-// sum of exponentials (an online log-sum-exp) and the sum of its positive logits; backward
-// recomputes each block's logits from the saved anchors, candidates and per-row log-normaliser.
+// `options.block_size()` columns. Forward keeps, per anchor row, a running sum of exponentials
+// (an online log-sum-exp, with a running maximum only when the logits could overflow: unit
+// vectors and T >= 1/30 cannot) and the sum of its positive logits; backward recomputes each
+// block's logits from the saved anchors, candidates and per-row log-normaliser.
 // Shapes, with rows = B_local*V, cols = B_global*V, K the queue size and bs = min(block_size, cols
 // or K):
 //   saved for backward:  anchors [rows, D], candidates [cols, D], queue [K, D], log-normaliser
-//   [rows] per block (freed before the next):  logits, masks and float64 cosines, each [rows, bs]
+//   [rows] per block (freed before the next):  logits [rows, bs] (the batch's blocks also masks
+//                 and float64 cosines, for the statistics; the queue's blocks need neither)
 //   accumulated:  per-row running max / sum / positive logits [rows]; grad_anchors [rows, D];
 //                 grad_candidates [cols, D] (the gradient itself, written block by block)
 // so the peak extra memory is O(rows * block_size), whatever cols + K is. The dense form holds
