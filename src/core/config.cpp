@@ -204,34 +204,6 @@ void apply_override(json& root, const std::string& text, const std::string& sour
   (*node)[keys.back()] = value;
 }
 
-// Rules that tie several keys together (each key's own range is checked by its visit()).
-void check_cross_key_rules(const Config& config, const std::string& source) {
-  const auto& negatives = config.negatives;
-  const int64_t per_step = config.train.batch_size * config.augment.views;
-  const bool uses_queue = negatives.source != "batch";
-  auto fail = [&](const std::string& message) { throw ConfigError(source + ": " + message); };
-  if (uses_queue && negatives.queue_size == 0) {
-    fail("negatives.source = \"" + negatives.source +
-         "\" needs a queue: set negatives.queue_size to a multiple of train.batch_size x "
-         "augment.views = " +
-         std::to_string(per_step) + " (e.g. " + std::to_string(16 * per_step) + ")");
-  }
-  if (!uses_queue && negatives.queue_size > 0) {
-    fail("negatives.queue_size = " + std::to_string(negatives.queue_size) +
-         " is unused with negatives.source = \"batch\"; set negatives.source to \"batch+queue\" "
-         "or \"queue\", or negatives.queue_size to 0");
-  }
-  if (negatives.queue_size % per_step != 0) {
-    const int64_t lower = negatives.queue_size / per_step * per_step;
-    fail("negatives.queue_size = " + std::to_string(negatives.queue_size) +
-         " must be a multiple of the keys enqueued per step, train.batch_size x augment.views = " +
-         std::to_string(config.train.batch_size) + " x " + std::to_string(config.augment.views) +
-         " = " + std::to_string(per_step) + " (e.g. " +
-         std::to_string(lower > 0 ? lower : per_step) + " or " + std::to_string(lower + per_step) +
-         ")");
-  }
-}
-
 }  // namespace
 
 Config parse_config(const std::string& json_text, const std::string& source,
@@ -249,7 +221,7 @@ Config parse_config(const std::string& json_text, const std::string& source,
   Config config;
   JsonReader(root, "", overrides.empty() ? source : source + " (with --set overrides)")
       .read(config);
-  check_cross_key_rules(config, overrides.empty() ? source : source + " (with --set overrides)");
+  check_config(config, overrides.empty() ? source : source + " (with --set overrides)");
   return config;
 }
 
@@ -262,6 +234,35 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::stringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path, overrides);
+}
+
+// Rules that tie several keys together (each key's own range is checked by its visit()).
+void check_config(const Config& config, const std::string& source) {
+  const auto& negatives = config.negatives;
+  const int64_t per_step = config.train.batch_size * config.augment.views;
+  const bool uses_queue = negatives.source != "batch";
+  auto fail = [&](const std::string& message) { throw ConfigError(source + ": " + message); };
+  if (uses_queue && negatives.queue_size == 0) {
+    fail("negatives.source = \"" + negatives.source +
+         "\" needs a queue: set negatives.queue_size to a multiple of train.batch_size x "
+         "augment.views = " +
+         std::to_string(per_step) + " (e.g. " + std::to_string(16 * per_step) + ")");
+  }
+  if (!uses_queue && negatives.queue_size > 0) {
+    fail("negatives.queue_size = " + std::to_string(negatives.queue_size) +
+         " is unused with negatives.source = \"batch\"; set negatives.source to \"batch+queue\" "
+         "or \"queue\", or negatives.queue_size to 0");
+  }
+  if (negatives.queue_size % per_step != 0) {
+    const int64_t lower = negatives.queue_size / per_step * per_step;
+    const std::string examples =
+        lower > 0 ? std::to_string(lower) + " or " + std::to_string(lower + per_step)
+                  : std::to_string(per_step);
+    fail("negatives.queue_size = " + std::to_string(negatives.queue_size) +
+         " must be a multiple of the keys enqueued per step, train.batch_size x augment.views = " +
+         std::to_string(config.train.batch_size) + " x " + std::to_string(config.augment.views) +
+         " = " + std::to_string(per_step) + " (e.g. " + examples + ")");
+  }
 }
 
 std::string config_to_json(const Config& config) {

@@ -31,7 +31,9 @@ void NegativeQueueImpl::push(const torch::Tensor& keys) {
   const int64_t next = state[0].item<int64_t>(), filled = state[1].item<int64_t>();
   SELFSUP_CHECK(next % n == 0, "negative queue: write position ", next,
                 " is not a multiple of the push size ", n,
-                " (the queue was restored from a run with another global batch or views)");
+                " (the queue was restored from a checkpoint written with another "
+                "train.batch_size or augment.views; set them back, or start without the "
+                "checkpoint)");
   keys_.narrow(0, next, n).copy_(keys.detach());
   state_.copy_(
       torch::tensor({(next + n) % capacity_, std::min(capacity_, filled + n)}, torch::kLong));

@@ -1,7 +1,5 @@
 #include "selfsup/objectives/objective.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -17,14 +15,9 @@ namespace {
 // statistics, and boolean masks.
 constexpr int64_t kLossBytesPerElement = 4 * 4 + 8 * 2 + 4;
 
-int64_t physical_memory_bytes() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? int64_t(pages) * int64_t(page) : 0;
-}
-
-std::string gib(int64_t bytes) {
+std::string gib(double bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f GiB", double(bytes) / double(int64_t(1) << 30));
+  std::snprintf(text, sizeof text, "%.1f GiB", bytes / double(int64_t(1) << 30));
   return text;
 }
 
@@ -40,42 +33,51 @@ NormFactory make_norm_factory(const ModelConfig& model, std::shared_ptr<Communic
   };
 }
 
-int64_t contrastive_loss_bytes(const Config& config, int world) {
+double contrastive_loss_bytes(const Config& config, int world) {
+  const double views = double(config.augment.views);
+  const double rows = double(config.train.batch_size / std::max(1, world)) * views;
+  const double columns =
+      double(config.train.batch_size) * views + double(config.negatives.queue_size);
+  const double width =
+      config.loss.tiled ? std::min(double(config.loss.block_size), columns) : columns;
+  return rows * width * double(kLossBytesPerElement);
+}
+
+void check_loss_memory(const Config& config, int world, double memory_bytes) {
+  if (memory_bytes <= 0) return;  // unknown
+  const double needed = contrastive_loss_bytes(config, world);
   const int64_t views = config.augment.views;
   const int64_t rows = config.train.batch_size / std::max(1, world) * views;
-  const int64_t columns = config.train.batch_size * views + config.negatives.queue_size;
-  const int64_t width = config.loss.tiled ? std::min(config.loss.block_size, columns) : columns;
-  return rows * width * kLossBytesPerElement;
+  const std::string shape =
+      "[" + std::to_string(rows) + " rows x " +
+      std::to_string(config.train.batch_size * views + config.negatives.queue_size) + " columns]";
+  const std::string share = gib(memory_bytes) + " a rank may use";
+  if (needed > memory_bytes / 2 && !config.loss.tiled) {
+    throw ConfigError("the dense contrastive loss would hold about " + gib(needed) +
+                      " per rank for its " + shape +
+                      " similarity matrices, more than half of the " + share +
+                      "; set loss.tiled=true (memory grows with loss.block_size, not with the "
+                      "pool), or lower negatives.queue_size or train.batch_size");
+  }
+  if (needed > memory_bytes / 2) {
+    throw ConfigError("the tiled contrastive loss would hold about " + gib(needed) +
+                      " per rank for " + shape + " in blocks of loss.block_size = " +
+                      std::to_string(config.loss.block_size) + " columns, more than half of the " +
+                      share + "; lower loss.block_size (or train.batch_size, or run more ranks: " +
+                      "the rows are this rank's share of the batch)");
+  }
+  const double queue_bytes =
+      double(config.negatives.queue_size) * double(config.model.proj_dim) * 4.0;
+  if (queue_bytes > memory_bytes / 2) {
+    throw ConfigError("negatives.queue_size = " + std::to_string(config.negatives.queue_size) +
+                      " keys of model.proj_dim = " + std::to_string(config.model.proj_dim) +
+                      " floats would take " + gib(queue_bytes) + ", more than half of the " +
+                      share + "; lower negatives.queue_size");
+  }
 }
 
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
                                           std::shared_ptr<Communicator> comm) {
-  const int64_t memory = physical_memory_bytes();
-  const int64_t needed = contrastive_loss_bytes(config, comm->size());
-  if (config.device == "cpu" && memory > 0 && needed > memory / 2) {
-    const int64_t views = config.augment.views;
-    const std::string shape =
-        "[" + std::to_string(config.train.batch_size / comm->size() * views) + " rows x " +
-        std::to_string(config.train.batch_size * views + config.negatives.queue_size) + " columns]";
-    throw ConfigError(
-        config.loss.tiled
-            ? "the tiled contrastive loss would hold about " + gib(needed) + " per rank for " +
-                  shape +
-                  " in blocks of loss.block_size = " + std::to_string(config.loss.block_size) +
-                  " columns, more than half of this machine's " + gib(memory) +
-                  "; lower loss.block_size"
-            : "the dense contrastive loss would hold about " + gib(needed) + " per rank for its " +
-                  shape + " similarity matrices, more than half of this machine's " + gib(memory) +
-                  "; set loss.tiled=true (memory grows with loss.block_size, not with the pool), "
-                  "or lower negatives.queue_size or train.batch_size");
-  }
-  const int64_t queue_bytes = config.negatives.queue_size * config.model.proj_dim * 4;
-  if (config.device == "cpu" && memory > 0 && queue_bytes > memory / 2) {
-    throw ConfigError("negatives.queue_size = " + std::to_string(config.negatives.queue_size) +
-                      " keys of model.proj_dim = " + std::to_string(config.model.proj_dim) +
-                      " floats would take " + gib(queue_bytes) + ", more than half of this " +
-                      "machine's " + gib(memory) + "; lower negatives.queue_size");
-  }
   return std::make_shared<SimClrObjective>(config, in_channels, std::move(comm));
 }
 

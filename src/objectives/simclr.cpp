@@ -1,3 +1,5 @@
+#include <spdlog/spdlog.h>
+
 #include "selfsup/dist/communicator.h"
 #include "selfsup/objectives/info_nce.h"
 #include "selfsup/objectives/objective.h"
@@ -96,7 +98,14 @@ void SimClrObjective::end_step(bool applied) {
       follow(*encoder_, *key_encoder_);
       follow(*head_, *key_head_);
     }
-    if (queue_ && pending_keys_.defined()) queue_->push(pending_keys_);
+    // The keys are the gathered ones, the same on every rank, so every rank decides alike.
+    if (queue_ && pending_keys_.defined()) {
+      if (torch::isfinite(pending_keys_).all().item<bool>()) {
+        queue_->push(pending_keys_);
+      } else {
+        spdlog::warn("non-finite keys not enqueued (the queue keeps its older keys)");
+      }
+    }
   }
   pending_keys_ = torch::Tensor();
 }

@@ -68,9 +68,14 @@ torch::Tensor self_columns(int64_t rows, int64_t offset, int64_t views,
          offset * views;  // [rows]
 }
 
-// The largest row norm of `x` [n, D] (0 when empty).
-double max_norm(const torch::Tensor& x) {
-  return x.size(0) == 0 ? 0.0 : x.norm(2, 1).max().item<double>();
+// The largest row norm of each of `tensors` ([n, D] each; 0 when empty), in one device-to-host
+// copy.
+double max_norm_product(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c) {
+  auto largest = [](const torch::Tensor& x) {
+    return x.size(0) == 0 ? torch::zeros({}, x.options()) : x.norm(2, 1).max();
+  };
+  const auto norms = torch::stack({largest(a), torch::maximum(largest(b), largest(c))}).cpu();
+  return norms[0].item<double>() * norms[1].item<double>();
 }
 
 // When no logit can exceed this in magnitude, exp(logit) neither overflows nor underflows in
@@ -106,8 +111,11 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
     const int64_t rows = anchors.size(0);
     const auto self_col = self_columns(rows, offset, views, anchors.device());
     const auto scaled = anchors / temperature;  // logits = scaled . column: no division per block
+    // (float32 and float64 only: e^30 overflows float16 and bfloat16's precision is too coarse.)
+    const bool wide_float =
+        anchors.scalar_type() == torch::kFloat || anchors.scalar_type() == torch::kDouble;
     const bool fixed_shift =
-        max_norm(scaled) * std::max(max_norm(candidates), max_norm(queue)) <= kFixedShiftBound;
+        wide_float && max_norm_product(scaled, candidates, queue) <= kFixedShiftBound;
     // Per row: the log-sum-exp over every candidate (a running maximum and the sum of
     // exp(logit - maximum); with a fixed shift the maximum stays 0), and the sum of its positive
     // logits.
@@ -116,14 +124,14 @@ class TiledInfoNce : public torch::autograd::Function<TiledInfoNce> {
     auto running_sum = torch::zeros({rows}, anchors.options());
     auto positive_logits = torch::zeros({rows}, anchors.options());
     auto statistics = torch::zeros({kNumStatistics}, anchors.options().dtype(torch::kDouble));
-    const auto anchor_sum = anchors.sum(0).to(torch::kDouble);  // [D]
+    const auto anchor_sum = anchors.to(torch::kDouble).sum(0);  // [D]
 
     for_each_block(candidates, queue, block_size, [&](const ColumnBlock& block) {
       auto logits = scaled.matmul(block.vectors.t());  // [rows, n]
       if (block.from_queue) {
         // Every queue column is a negative of every anchor: sum_r sum_c a_r . c = (sum_r a_r) .
         // (sum_c c).
-        statistics[kNegativeCosine] += anchor_sum.dot(block.vectors.sum(0).to(torch::kDouble));
+        statistics[kNegativeCosine] += anchor_sum.dot(block.vectors.to(torch::kDouble).sum(0));
       } else {
         // The batch's columns (a few thousand at most): masks and statistics in float64, as the
         // dense path.

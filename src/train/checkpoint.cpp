@@ -92,8 +92,13 @@ CheckpointInfo load_model(const std::string& path, torch::nn::Module& model) {
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));
-    throw Error("cannot load checkpoint " + path + ": " + what +
-                " (corrupt, or written for a different model config)");
+    // A tensor the model has and the checkpoint lacks: name the setting that adds it.
+    std::string hint = "corrupt, or written for a different model config";
+    if (what.find("key_encoder") != std::string::npos || what.find("key_head") != std::string::npos)
+      hint = "written without the momentum encoder that negatives.momentum > 0 adds";
+    else if (what.find("queue.") != std::string::npos)
+      hint = "written without the queue that negatives.queue_size > 0 adds";
+    throw Error("cannot load checkpoint " + path + ": " + what + " (" + hint + ")");
   }
   auto parameters = model.named_parameters();
   auto buffers = model.named_buffers();

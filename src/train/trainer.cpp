@@ -14,6 +14,7 @@
 #include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/files.h"
+#include "selfsup/core/launch.h"
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
 #include "selfsup/data/loader.h"
@@ -110,6 +111,20 @@ TrainResult Trainer::run() {
   // step several-fold late in training; flushing them to zero costs nothing in accuracy.
   at::globalContext().setFlushDenormal(true);
 
+  // Rules between keys (a Config built in code has not been through parse_config), then memory:
+  // every rank takes the smallest share of RAM per rank over all nodes, so all stop together.
+  check_config(config_, "config");
+  if (config_.device == "cpu") {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGE_SIZE);
+    auto share = torch::tensor(
+        {pages > 0 && page_size > 0
+             ? double(pages) * double(page_size) / double(std::max(1, detect_launch().local_size))
+             : 0.0},
+        torch::kDouble);
+    comm_->all_reduce_(share, ReduceOp::kMin);
+    check_loss_memory(config_, world, share.item<double>());
+  }
+
   // Model: identical initial weights on every rank (seeded, then broadcast from rank 0).
   torch::manual_seed(config_.seed);
   const torch::Device device = resolve_device(config_.device, comm_->local_rank());
@@ -137,6 +152,18 @@ TrainResult Trainer::run() {
       world, comm_->backend());
   spdlog::info("device {}", device.str());
   const auto& negatives = config_.negatives;
+  if (negatives.source == "queue" && negatives.momentum == 0.0) {
+    spdlog::warn(
+        "negatives.source = \"queue\" without a momentum encoder: the queued keys come from "
+        "older encoders and can be inconsistent with the current one (MoCo reports training "
+        "fails this way); set negatives.momentum, e.g. 0.99");
+  }
+  if (negatives.source != "batch" && config_.model.batch_norm == "local" && world > 1) {
+    spdlog::warn(
+        "model.batch_norm = \"local\" with a queue: an anchor and its positive share their "
+        "rank's batch statistics, which the queued keys do not, a shortcut the model can learn; "
+        "\"sync\" (the default) normalises with the global batch");
+  }
   spdlog::info(
       "negatives: {}{}{} | loss {} | candidates per anchor N = {}{} (MI bound log N - loss)",
       negatives.source,

@@ -6,6 +6,9 @@
 set -euo pipefail
 bin=$1
 src=$2
+if [[ ! -s /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  echo "SKIP: Fashion-MNIST not installed (launch/setup.sh installs dataset-fashion-mnist)"; exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -82,8 +82,11 @@ TEST(NegativeQueue, RoundTripsThroughAnArchive) {
   EXPECT_EQ(restored->size(), 2);
   EXPECT_TRUE(torch::equal(restored->keys(), queue->keys()));
   // The write position came back too: the next push lands after the restored keys.
+  const auto before = restored->keys().clone();
   restored->push(torch::ones({2, 3}));
   EXPECT_EQ(restored->size(), 4);
+  EXPECT_TRUE(torch::equal(restored->keys().narrow(0, 0, 2), before));
+  EXPECT_TRUE(torch::equal(restored->keys().narrow(0, 2, 2), torch::ones({2, 3})));
 }
 
 // ---- the loss without batch negatives (source "queue") ------------------------------------------
@@ -149,14 +152,25 @@ TEST(QueueOnlyInfoNce, DenseMatchesNaiveAndTiledMatchesDense) {
   }
 }
 
-TEST(QueueOnlyInfoNce, KeysWithoutGradientGetNone) {
-  // A momentum encoder's keys do not require gradients; the tiled backward skips their product.
+TEST(QueueOnlyInfoNce, KeysWithoutGradientGiveTheSameAnchorGradient) {
+  // A momentum encoder's keys do not require gradients; the tiled backward then skips their
+  // product, and the anchors' gradient is the one computed with gradients for the keys.
   const auto keys = unit_rows({4, 2, 6}, 7);
-  auto queries = unit_rows({4, 2, 6}, 8).requires_grad_(true);
-  const auto out = info_nce_tiled(queries, keys, 0, InfoNceOptions(0.5).block_size(3));
-  out.loss.backward();
-  EXPECT_TRUE(queries.grad().defined());
-  EXPECT_FALSE(keys.requires_grad());
+  const auto queue = unit_rows({6, 6}, 9);
+  for (const bool batch_negatives : {true, false}) {
+    const auto options =
+        InfoNceOptions(0.5).queue(queue).block_size(3).batch_negatives(batch_negatives);
+    auto q1 = unit_rows({2, 2, 6}, 8).requires_grad_(true);
+    info_nce_tiled(q1, keys, 2, options).loss.backward();
+    auto q2 = unit_rows({2, 2, 6}, 8).requires_grad_(true);
+    auto k2 = keys.clone().requires_grad_(true);
+    info_nce_tiled(q2, k2, 2, options).loss.backward();
+    auto q3 = unit_rows({2, 2, 6}, 8).requires_grad_(true);
+    info_nce(q3, keys, 2, options).loss.backward();
+    EXPECT_TRUE(k2.grad().defined());
+    EXPECT_LE((q1.grad() - q2.grad()).abs().max().item<double>(), 1e-6) << batch_negatives;
+    EXPECT_LE((q1.grad() - q3.grad()).abs().max().item<double>(), 1e-6) << batch_negatives;
+  }
 }
 
 // ---- the objective ------------------------------------------------------------------------------
@@ -269,22 +283,30 @@ TEST(NegativesConfig, RulesNameTheKeyAndTheFix) {
   EXPECT_NE(config_to_json(ok).find("\"momentum\": 0.99"), std::string::npos);
 }
 
-TEST(NegativesConfig, APoolTooLargeForDenseMemorySaysSetTiled) {
+TEST(NegativesConfig, APoolTooLargeForMemorySaysWhatToChange) {
   Config config = small_config();
   config.train.batch_size = 1024;
   config.negatives.source = "batch+queue";
-  config.negatives.queue_size = int64_t(2048) << 20;  // 2^31 columns: terabytes of logits
-  auto comm = std::make_shared<LocalCommunicator>();
-  expect_error([&] { make_objective(config, 1, comm); },
-               {"dense contrastive loss", "set loss.tiled=true"});
+  config.negatives.queue_size = int64_t(1) << 26;   // 64M keys: 2048 x 64M logits = 4.7 PB dense
+  const double memory = 16.0 * (int64_t(1) << 30);  // what one rank may use
+  expect_error([&] { check_loss_memory(config, 1, memory); },
+               {"dense contrastive loss", "[2048 rows x 67110912 columns]", "set loss.tiled=true"});
   config.loss.tiled = true;
-  config.loss.block_size = int64_t(1) << 30;
-  expect_error([&] { make_objective(config, 1, comm); }, {"lower loss.block_size"});
-  // Tiled with a sensible block: the loss no longer depends on the pool, but the queue itself
-  // (2^31 keys of 8 floats, 64 GiB) does not fit either.
+  config.loss.block_size = int64_t(1) << 26;
+  expect_error([&] { check_loss_memory(config, 1, memory); }, {"lower loss.block_size"});
+  // Tiled with a sensible block the loss no longer depends on the pool, but the queue itself
+  // (64M keys of 8 floats, 2 GiB) is more than half of 2 GiB.
   config.loss.block_size = 4096;
-  EXPECT_LT(contrastive_loss_bytes(config, 1), int64_t(1) << 30);
-  expect_error([&] { make_objective(config, 1, comm); }, {"lower negatives.queue_size"});
+  EXPECT_LT(contrastive_loss_bytes(config, 1), double(int64_t(1) << 30));
+  EXPECT_NO_THROW(check_loss_memory(config, 1, memory));
+  expect_error([&] { check_loss_memory(config, 1, 2.0 * (int64_t(1) << 30)); },
+               {"lower negatives.queue_size"});
+  // More ranks: fewer rows each. 4 ranks hold a quarter of the dense matrices.
+  config.loss.tiled = false;
+  EXPECT_NEAR(contrastive_loss_bytes(config, 4), contrastive_loss_bytes(config, 1) / 4, 1.0);
+  // The largest queue the config accepts does not overflow the estimate.
+  config.negatives.queue_size = int64_t(1) << 40;
+  EXPECT_GT(contrastive_loss_bytes(config, 1), 1e15);
 }
 
 // ---- checkpoints --------------------------------------------------------------------------------

@@ -69,28 +69,36 @@ TEST_P(TiledInfoNceVsDense, LossGradientsAndStatisticsMatchForEveryBlockSize) {
 
   const int64_t cols = b_global * views;
   // T = 0.2: logits within +-5, the fixed-shift path; T = 0.02: within +-50, the online maximum.
-  for (const double temperature : {0.2, 0.02})
-    for (const int64_t block_size :
-         {int64_t(1), int64_t(3), int64_t(7), cols - 1, cols, 10 * cols}) {
-      SCOPED_TRACE("T " + std::to_string(temperature) + ", block_size " +
-                   std::to_string(block_size));
-      const auto options = InfoNceOptions(temperature).queue(queue).block_size(block_size);
-      const auto dense = evaluate(info_nce, local, global, offset, options);
-      const auto tiled = evaluate(info_nce_tiled, local, global, offset, options);
-      // Relative to the size of what is compared (logits and gradients grow as 1/T).
-      const auto near = [](const torch::Tensor& a, const torch::Tensor& b) {
-        return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
-      };
-      EXPECT_LE(near(tiled.result.loss, dense.result.loss), 1e-5);
-      EXPECT_LE(near(tiled.grad_local, dense.grad_local), 1e-5);
-      EXPECT_LE(near(tiled.grad_global, dense.grad_global), 1e-5);
-      EXPECT_EQ(tiled.result.candidates_per_anchor, cols - 1 + queue_size);
-      EXPECT_EQ(tiled.result.candidates_per_anchor, dense.result.candidates_per_anchor);
-      EXPECT_NEAR(tiled.result.pos_sim, dense.result.pos_sim, 1e-6);
-      EXPECT_NEAR(tiled.result.neg_sim, dense.result.neg_sim, 1e-6);
-      EXPECT_NEAR(tiled.result.alignment, dense.result.alignment, 1e-6);
-      EXPECT_NEAR(tiled.result.uniformity, dense.result.uniformity, 1e-6);
-    }
+  // Without batch negatives (MoCo): the other images' columns drop out of the loss, but still get
+  // the positives' gradient.
+  for (const bool batch_negatives : {true, false})
+    for (const double temperature : {0.2, 0.02})
+      for (const int64_t block_size :
+           {int64_t(1), int64_t(3), int64_t(7), cols - 1, cols, 10 * cols}) {
+        SCOPED_TRACE("batch negatives " + std::to_string(batch_negatives) + ", T " +
+                     std::to_string(temperature) + ", block_size " + std::to_string(block_size));
+        if (!batch_negatives && queue_size == 0) continue;  // positives only: nothing to compare
+        const auto options = InfoNceOptions(temperature)
+                                 .queue(queue)
+                                 .block_size(block_size)
+                                 .batch_negatives(batch_negatives);
+        const auto dense = evaluate(info_nce, local, global, offset, options);
+        const auto tiled = evaluate(info_nce_tiled, local, global, offset, options);
+        // Relative to the size of what is compared (logits and gradients grow as 1/T).
+        const auto near = [](const torch::Tensor& a, const torch::Tensor& b) {
+          return max_abs_diff(a, b) / std::max(1.0, b.abs().max().item<double>());
+        };
+        EXPECT_LE(near(tiled.result.loss, dense.result.loss), 1e-5);
+        EXPECT_LE(near(tiled.grad_local, dense.grad_local), 1e-5);
+        EXPECT_LE(near(tiled.grad_global, dense.grad_global), 1e-5);
+        EXPECT_EQ(tiled.result.candidates_per_anchor,
+                  (batch_negatives ? cols - 1 : views - 1) + queue_size);
+        EXPECT_EQ(tiled.result.candidates_per_anchor, dense.result.candidates_per_anchor);
+        EXPECT_NEAR(tiled.result.pos_sim, dense.result.pos_sim, 1e-6);
+        EXPECT_NEAR(tiled.result.neg_sim, dense.result.neg_sim, 1e-6);
+        EXPECT_NEAR(tiled.result.alignment, dense.result.alignment, 1e-6);
+        EXPECT_NEAR(tiled.result.uniformity, dense.result.uniformity, 1e-6);
+      }
   EXPECT_FALSE(queue.grad().defined());
 }
 

@@ -116,7 +116,7 @@ struct NegativesConfig {
   template <typename V>
   void visit(V& v) {
     v("source", source, std::vector<std::string>{"batch", "batch+queue", "queue"});
-    v("queue_size", queue_size, 0, INT64_MAX);
+    v("queue_size", queue_size, 0, int64_t(1) << 40);
     v("momentum", momentum, 0.0, 0.99999);
   }
 };
@@ -260,6 +260,11 @@ struct Config {
 /// out-of-range values throw ConfigError naming the key path, the value and what is expected.
 Config parse_config(const std::string& json_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
+
+/// The rules that tie several keys together (each key's own range is checked while parsing):
+/// throws ConfigError naming the keys and what to change. parse_config applies it; code that
+/// builds a Config by hand (tests, tools) gets it from the Trainer.
+void check_config(const Config& config, const std::string& source);
 
 /// Reads and parses a config file, then applies `key.path=value` overrides (values parsed as JSON,
 /// or taken as strings when they are not valid JSON).

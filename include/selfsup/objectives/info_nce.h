@@ -34,7 +34,7 @@ struct InfoNceResult {
   double neg_sim = 0.0;     // mean cosine similarity of negative pairs (queue included)
   double alignment = 0.0;   // mean squared distance of positive pairs (Wang & Isola, alpha 2)
   double uniformity = 0.0;  // log mean exp(-2 |zi - zj|^2) over pairs of different images of the
-                           // global batch (the queue left out)
+                            // global batch (the queue left out)
 };
 
 /// NT-Xent over V views per image. Every other view of the same image is a positive; the loss of an

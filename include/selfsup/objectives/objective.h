@@ -77,12 +77,16 @@ NormFactory make_norm_factory(const ModelConfig& model, std::shared_ptr<Communic
 
 /// Bytes the contrastive loss of `config` holds at its peak on one of `world` ranks (the [rows,
 /// columns] matrices of the dense loss, or one block of them when tiled; rows = B_local*V, columns
-/// = B_global*V + K).
-int64_t contrastive_loss_bytes(const Config& config, int world);
+/// = B_global*V + K). A double: a pool of 2^40 keys must not overflow the estimate.
+double contrastive_loss_bytes(const Config& config, int world);
 
-/// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels. On a
-/// CPU, a loss that would need more than half of this machine's memory is a ConfigError that says
-/// what to change (loss.tiled, loss.block_size, negatives.queue_size, train.batch_size).
+/// Throws ConfigError, saying what to change (loss.tiled, loss.block_size, negatives.queue_size,
+/// train.batch_size), when the contrastive loss or the queue of `config` would need more than half
+/// of `memory_bytes`, the memory one of `world` ranks may use. The Trainer calls it on CPUs with
+/// the smallest share of RAM per rank over all ranks, so that every rank stops together.
+void check_loss_memory(const Config& config, int world, double memory_bytes);
+
+/// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels.
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
                                           std::shared_ptr<Communicator> comm);
 
