@@ -14,22 +14,10 @@
 #include "selfsup/objectives/info_nce.h"
 #include "selfsup/objectives/tiled_info_nce.h"
 #include "tests/dist/mpi_test_comm.h"
+#include "tests/dist/tiny_projector.h"
 
 namespace selfsup {
 namespace {
-
-// A model without batch norm: projections z = normalize(tanh(x W1) W2).
-struct TinyProjector : torch::nn::Module {
-  TinyProjector() {
-    fc1 = register_module("fc1", torch::nn::Linear(12, 16));
-    fc2 = register_module("fc2", torch::nn::Linear(16, 8));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    auto z = fc2->forward(torch::tanh(fc1->forward(x)));
-    return z / z.norm(2, -1, true);
-  }
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-};
 
 class MpiTiledInfoNce : public ::testing::TestWithParam<int64_t> {};
 
