@@ -1,5 +1,6 @@
 // The `selfsup` executable: train, transfer, info. Errors end with one line on stderr
-// ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 otherwise.
+// ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 otherwise; 75
+// (kExitPreempted) when a stop signal ended training after a checkpoint.
 
 #include <dlfcn.h>
 #include <link.h>
@@ -29,6 +30,7 @@
 #include "selfsup/dist/communicator.h"
 #include "selfsup/objectives/objective.h"
 #include "selfsup/train/checkpoint.h"
+#include "selfsup/train/coordinator.h"
 #include "selfsup/train/trainer.h"
 #include "selfsup/transfer/transfer.h"
 
@@ -126,7 +128,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", SELFSUP_VERSION);
 
-  std::string config_path, run_dir, transfer_run, checkpoint;
+  std::string config_path, run_dir, transfer_run, checkpoint, resume;
   std::vector<std::string> overrides;
   bool no_transfer = false;
 
@@ -141,6 +143,9 @@ int main(int argc, char** argv) {
       ->take_all();
   train->add_option("--run-dir", run_dir, "run directory (default: runs/<name>)");
   train->add_flag("--no-transfer", no_transfer, "skip the transfer stage after pretraining");
+  train->add_option("--resume", resume,
+                    "resume from a checkpoint: auto (the run directory's latest, if any; else "
+                    "start fresh) or a checkpoints/step_<N> directory");
 
   auto* transfer =
       app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
@@ -205,8 +210,17 @@ int main(int argc, char** argv) {
     nlohmann::json results;
     const auto transfer_dir = (fs::path(run_dir) / "transfer").string();
     if (train->parsed()) {
-      Trainer trainer(config, run_dir, comm);
-      trainer.run();
+      Trainer trainer(config, run_dir, comm, resume);
+      const auto trained = trainer.run();
+      if (trained.preempted) {
+        // Every rank returns the same status, so mpirun and srun report it unchanged.
+        if (comm->rank() == 0) {
+          std::cerr << "selfsup: stopped by a signal after checkpoint " << trained.checkpoint
+                    << "; resume with: selfsup train " << config_path << " --run-dir " << run_dir
+                    << " --resume auto" << std::endl;
+        }
+        return kExitPreempted;
+      }
       if (no_transfer || !config.transfer.enabled) return 0;
       results = run_transfer(config, *trainer.objective()->encoder(), transfer_dir, *comm);
     } else {

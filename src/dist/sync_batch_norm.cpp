@@ -1,5 +1,6 @@
 #include "selfsup/dist/sync_batch_norm.h"
 
+#include <cmath>
 #include <vector>
 
 #include "selfsup/core/error.h"
@@ -92,20 +93,28 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
     torch::NoGradGuard no_grad;
     // Per channel, summed over ranks in one all_reduce of [1 + 2C] doubles (the same bytes whatever
     // the world size; an all_gather of per-rank statistics would grow with it): the count, and the
-    // sums of (x - shift) and (x - shift)^2. The shift is the previous batch's global mean,
+    // sums of (x - shift) and (x - shift)^2. The shift is the (bias-corrected) running mean,
     // identical on every rank and close to this batch's mean, so the variance E[(x-shift)^2] -
     // E[x-shift]^2 does not suffer the cancellation of the plain E[x^2] - E[x]^2 when the mean is
-    // large against the spread. The first batch (or after a device change) takes one more
+    // large against the spread. It is saved state (a buffer), so a resumed run computes exactly as
+    // an uninterrupted one. The very first batch, before any running mean, takes one more
     // all_reduce to find its exact mean first.
     const int64_t local_count = x.numel() / channels;
     const auto dims = reduce_dims(x);
-    if (!shift_.defined() || shift_.device() != x.device()) {
+    // Read once per process (one device sync), then counted on the host.
+    if (batches_seen_ < 0) batches_seen_ = num_batches_tracked.item<int64_t>();
+    // The running mean is an exponential moving average started at zero; divided by its total
+    // weight 1 - (1 - momentum)^n it is the weighted mean of the previous batches' means.
+    const double weight = 1.0 - std::pow(1.0 - momentum_, double(batches_seen_));
+    torch::Tensor shift;
+    if (batches_seen_ == 0 || weight < 1e-6) {
       auto first = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
                                x.sum(dims).to(torch::kDouble)});
       comm_->all_reduce_(first, ReduceOp::kSum);
-      shift_ = (first.narrow(0, 1, channels) / first[0]).to(x.scalar_type());
+      shift = (first.narrow(0, 1, channels) / first[0]).to(x.scalar_type());
+    } else {
+      shift = (running_mean / weight).to(x.scalar_type());
     }
-    const auto shift = shift_;
     const auto shifted = x - per_channel(shift, x);
     auto sums = torch::cat({torch::full({1}, double(local_count), torch::kDouble).to(x.device()),
                             shifted.sum(dims).to(torch::kDouble),
@@ -122,13 +131,13 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
     const auto global_mean = shifted_mean + shift.to(torch::kDouble);  // [C]
     mean = global_mean.to(x.scalar_type());
     invstd = (var + eps_).rsqrt().to(x.scalar_type());
-    shift_ = mean;
     // Running statistics as torch's BatchNorm keeps them (unbiased variance), identical on every
     // rank because the inputs to the update are.
     running_mean.mul_(1 - momentum_).add_(global_mean.to(running_mean.scalar_type()), momentum_);
     running_var.mul_(1 - momentum_)
         .add_((var * (total / (total - 1))).to(running_var.scalar_type()), momentum_);
     num_batches_tracked.add_(1);
+    ++batches_seen_;
   }
   return SyncBatchNormFunction::apply(x, weight, bias, mean, invstd, global_count, comm_.get());
 }

@@ -7,17 +7,60 @@
 #include <filesystem>
 #include <iomanip>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "selfsup/core/error.h"
 
 namespace selfsup {
 namespace fs = std::filesystem;
 
-MetricsWriter::MetricsWriter(const std::string& run_dir)
-    : jsonl_(fs::path(run_dir) / "metrics.jsonl", std::ios::trunc),
-      csv_(fs::path(run_dir) / "metrics.csv", std::ios::trunc) {
-  SELFSUP_CHECK(jsonl_ && csv_, "cannot write metrics files in ", run_dir,
+MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t resume_step,
+                             const std::string& name)
+    : csv_path_((fs::path(run_dir) / (name + ".csv")).string()) {
+  const fs::path jsonl = fs::path(run_dir) / (name + ".jsonl");
+  if (resume_step >= 0 && fs::exists(jsonl)) {
+    std::ifstream in(jsonl);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (row.is_object() && row.value("step", INT64_MAX) <= resume_step) kept_.push_back(line);
+    }
+    // The CSV's columns stay those of the run (the JSON objects do not keep their order).
+    std::ifstream csv(csv_path_);
+    std::string header;
+    if (std::getline(csv, header)) {
+      std::stringstream fields(header);
+      std::string column;
+      while (std::getline(fields, column, ',')) columns_.push_back(column);
+    }
+  }
+  jsonl_.open(jsonl, std::ios::trunc);
+  SELFSUP_CHECK(jsonl_, "cannot write metrics files in ", run_dir,
                 "; check that the run directory is writable");
+  for (const auto& line : kept_) jsonl_ << line << '\n';
+  jsonl_.flush();
+  write_csv_head();
+}
+
+void MetricsWriter::write_csv_head() {
+  csv_.close();
+  csv_.open(csv_path_, std::ios::trunc);
+  SELFSUP_CHECK(csv_, "cannot write ", csv_path_, "; check that the run directory is writable");
+  csv_ << std::setprecision(8);
+  if (columns_.empty()) return;
+  for (size_t i = 0; i < columns_.size(); ++i) csv_ << (i ? "," : "") << columns_[i];
+  csv_ << '\n';
+  // Rows kept from before a resume, in these columns (empty where a row lacks one).
+  for (const auto& line : kept_) {
+    const auto kept = nlohmann::json::parse(line);
+    for (size_t i = 0; i < columns_.size(); ++i) {
+      csv_ << (i ? "," : "");
+      const auto it = kept.find(columns_[i]);
+      if (it != kept.end() && it->is_number()) csv_ << it->get<double>();
+    }
+    csv_ << '\n';
+  }
+  csv_.flush();
 }
 
 void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row) {
@@ -33,16 +76,16 @@ void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row
     }
   }
   jsonl_ << object.dump() << '\n';
-  if (columns_.empty()) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      columns_.push_back(row[i].first);
-      csv_ << (i ? "," : "") << row[i].first;
-    }
-    csv_ << '\n';
+  std::vector<std::string> columns;
+  for (const auto& [key, value] : row) columns.push_back(key);
+  if (columns != columns_ && (columns_.empty() || !kept_.empty())) {
+    // The first row fixes the columns; rows kept from before a resume are rewritten in them.
+    columns_ = columns;
+    write_csv_head();
   }
+  kept_.clear();
   SELFSUP_ASSERT(row.size() == columns_.size(), "metrics row has ", row.size(),
                  " columns, expected ", columns_.size());
-  csv_ << std::setprecision(8);
   for (size_t i = 0; i < row.size(); ++i) csv_ << (i ? "," : "") << row[i].second;
   csv_ << '\n';
   jsonl_.flush();

@@ -21,6 +21,7 @@
 #include "selfsup/data/sampler.h"
 #include "selfsup/dist/gradient_reducer.h"
 #include "selfsup/train/checkpoint.h"
+#include "selfsup/train/coordinator.h"
 #include "selfsup/train/metrics.h"
 #include "selfsup/train/optim.h"
 
@@ -28,8 +29,6 @@ namespace selfsup {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr int64_t kMaxConsecutiveSkips = 10;
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
@@ -78,7 +77,11 @@ void prepare_run_dir(const std::string& run_dir, const Config& config,
                 "; pass --run-dir with a writable path");
   }
   write_file_atomic((dir / "config.json").string(), config_to_json(config) + "\n");
-  write_file_atomic((dir / "command.txt").string(), command_line + "\n");
+  // One line per invocation: a resumed run keeps the commands that came before.
+  const fs::path commands = dir / "command.txt";
+  write_file_atomic(
+      commands.string(),
+      (fs::exists(commands) ? read_file(commands.string()) : std::string()) + command_line + "\n");
 }
 
 int choose_threads(int requested, int local_ranks) {
@@ -87,8 +90,12 @@ int choose_threads(int requested, int local_ranks) {
   return std::max(1, cores / std::max(1, local_ranks));
 }
 
-Trainer::Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm)
-    : config_(std::move(config)), run_dir_(std::move(run_dir)), comm_(std::move(comm)) {}
+Trainer::Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm,
+                 std::string resume)
+    : config_(std::move(config)),
+      run_dir_(std::move(run_dir)),
+      comm_(std::move(comm)),
+      resume_(std::move(resume)) {}
 
 Trainer::~Trainer() = default;
 
@@ -130,7 +137,6 @@ TrainResult Trainer::run() {
   const torch::Device device = resolve_device(config_.device, comm_->local_rank());
   objective_ = make_objective(config_, dataset->channels(), comm_);
   objective_->to(device);
-  broadcast_module(*objective_, *comm_);
   objective_->train();
   // What the optimizer trains: a momentum key encoder follows the encoder instead (end_step).
   std::vector<torch::Tensor> parameters;
@@ -138,6 +144,64 @@ TrainResult Trainer::run() {
     if (p.requires_grad()) parameters.push_back(p);
   auto optimizer = make_optimizer(config_.optim, parameters);
   GradientReducer reducer(parameters, *comm_);
+
+  // Resume: rank 0 repairs what an interrupted save left and decides what to load; every rank
+  // loads the same checkpoint, and all agree that it loaded before anyone trains.
+  const std::string checkpoints_dir = (fs::path(run_dir_) / "checkpoints").string();
+  if (rank == 0) {
+    for (const auto& line : clean_checkpoints(checkpoints_dir))
+      spdlog::warn("checkpoints: {}", line);
+  }
+  const std::string resume_from = choose_resume(resume_, checkpoints_dir, *comm_);
+  CheckpointInfo resumed;
+  if (!resume_from.empty()) {
+    const auto load_start = Clock::now();
+    std::string load_error;
+    bool config_error = false;
+    try {
+      // The config first: a different model is named by its keys, not by a tensor's shape.
+      resumed = verify_checkpoint(resume_from);
+      const auto warnings =
+          compare_for_resume(config_, resumed.config_json, resumed.world_size, world);
+      load_model(resume_from, *objective_);
+      if (rank == 0)
+        for (const auto& warning : warnings) spdlog::warn("resume: {}", warning);
+      load_optimizer(resume_from, *optimizer);
+      const auto rng = load_rng_states(resume_from);
+      const auto own = get_rng_state(device.is_cuda());
+      if (rng.defined() && rng.size(0) == world && rng.size(1) == own.numel()) {
+        set_rng_state(rng[rank], device.is_cuda());
+      } else if (rank == 0) {
+        spdlog::warn(
+            "resume: {} holds no RNG states for {} rank(s) on {}; generators keep the "
+            "seed's streams",
+            resume_from, world, device.str());
+      }
+    } catch (const ConfigError& e) {
+      load_error = e.what();
+      config_error = true;
+    } catch (const std::exception& e) {
+      load_error = e.what();
+    }
+    // A rank that cannot read the checkpoint (a file system other ranks do not share) must not
+    // leave the others waiting in the first training step.
+    auto failed = torch::tensor({load_error.empty() ? 0.0 : 1.0}, torch::kDouble);
+    comm_->all_reduce_(failed, ReduceOp::kMax);
+    if (!load_error.empty()) {
+      if (config_error) throw ConfigError(load_error);
+      throw Error(load_error);
+    }
+    SELFSUP_CHECK(failed.item<double>() == 0.0, "another rank could not load checkpoint ",
+                  resume_from,
+                  " (see its log); is the run directory on a file system every "
+                  "rank shares?");
+    spdlog::info(
+        "resumed from {} (step {}, epoch {}, position {} in the epoch; written by "
+        "selfsup {} on {} rank(s)) in {:.0f} ms",
+        resume_from, resumed.step, resumed.epoch, resumed.step_in_epoch, resumed.version,
+        resumed.world_size, 1e3 * seconds_since(load_start));
+  }
+  broadcast_module(*objective_, *comm_);
 
   const int64_t steps_per_epoch = sampler.steps_per_epoch();
   int64_t total_steps = tc.epochs * steps_per_epoch;
@@ -177,20 +241,63 @@ TrainResult Trainer::run() {
       negatives.queue_size > 0 ? " once the queue is full" : "");
 
   std::optional<MetricsWriter> metrics;  // rank 0 writes the run's metrics
-  if (rank == 0) metrics.emplace(run_dir_);
+  if (rank == 0) metrics.emplace(run_dir_, resume_from.empty() ? -1 : resumed.step);
   const bool bar = rank == 0 && stderr_is_terminal();
   ProgressBar progress(total_steps);
+  if (!resume_from.empty() && resumed.total_steps != total_steps && rank == 0) {
+    spdlog::warn(
+        "resume: the schedule now spans {} steps, the checkpoint's run {}; the learning "
+        "rate follows the new length",
+        total_steps, resumed.total_steps);
+  }
+
+  // Checkpoints: every rank's generator states are gathered, rank 0 writes; all ranks return the
+  // path. Called at the same step on every rank.
+  const int64_t every = config_.checkpoint.every_steps;
+  CheckpointInfo position;
+  auto write_checkpoint = [&]() {
+    auto state = get_rng_state(device.is_cuda());
+    const auto rng_states = comm_->all_gather(state.unsqueeze(0));  // [world, bytes]
+    std::string path;
+    if (rank == 0) {
+      const auto t = Clock::now();
+      position.world_size = world;
+      position.config_json = config_to_json(config_);
+      path = save_checkpoint(checkpoints_dir, position, *objective_, optimizer.get(), rng_states);
+      prune_checkpoints(checkpoints_dir, config_.checkpoint.keep);
+      double bytes = 0;
+      for (const auto& entry : fs::directory_iterator(path)) bytes += double(entry.file_size());
+      spdlog::info("checkpoint {} ({:.1f} MiB) written in {:.0f} ms", path, bytes / (1 << 20),
+                   1e3 * seconds_since(t));
+    }
+    return path;
+  };
 
   TrainResult result;
   comm_->reset_counts();  // from here on: what the training steps move
-  int64_t step = 0, consecutive_skips = 0, images_seen = 0;
+  StopSignals signals;    // SIGTERM / SIGUSR1: checkpoint at the next step, then stop
+  const auto inject_nonfinite = injected_nonfinite_steps(rank);
+  if (!inject_nonfinite.empty())
+    spdlog::warn("SELFSUP_INJECT_NONFINITE: the loss of this rank is made NaN at {} step(s)",
+                 inject_nonfinite.size());
+  int64_t step = resumed.step, consecutive_skips = resumed.consecutive_skips;
+  int64_t images_seen = resumed.images_seen;
+  int64_t last_checkpoint_step = resume_from.empty() ? -1 : resumed.step;
+  result.skipped_steps = resumed.skipped_steps;
+  double coordinator_seconds = 0.0;
+  int64_t steps_run = 0;
   const auto start = Clock::now();
   auto window_start = start;
   auto last_step_end = start;
   int64_t window_images = 0;
-  for (int64_t epoch = 0; step < total_steps; ++epoch) {
-    loader.start_epoch(epoch, sampler.local_batches(epoch));
-    while (step < total_steps) {
+  for (int64_t epoch = resumed.epoch; step < total_steps && !result.preempted; ++epoch) {
+    // The sampler position: a resumed epoch starts at the step after the checkpoint.
+    auto plan = sampler.local_batches(epoch);
+    const int64_t first =
+        epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, int64_t(plan.size())) : 0;
+    plan.erase(plan.begin(), plan.begin() + first);
+    loader.start_epoch(epoch, std::move(plan));
+    for (int64_t in_epoch = first; step < total_steps; ++in_epoch) {
       const auto wait_start = Clock::now();
       auto batch = loader.next();
       if (!batch) break;
@@ -200,22 +307,40 @@ TrainResult Trainer::run() {
 
       optimizer->zero_grad();
       auto out = objective_->compute(batch->views.to(device, /*non_blocking=*/true));
+      if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
       out.loss.backward();
       reducer.reduce();
 
-      // One collective for every logged number: the global mean over ranks. A non-finite loss on
-      // any rank makes the mean non-finite everywhere, so all ranks agree to skip (invariant 4).
-      std::vector<double> local_values{out.loss.item<double>()};
+      // One collective for every number of the step: the global mean over ranks of the loss, a
+      // gradient checksum, the metrics and this rank's stop request. A non-finite value on any
+      // rank makes the mean non-finite everywhere, and any stop request makes its mean positive,
+      // so all ranks take the same decisions (invariant 4) without a collective of their own.
+      const auto coordinator_start = Clock::now();
+      std::vector<torch::Tensor> grad_sums;
+      for (const auto& p : parameters)
+        if (p.grad().defined()) grad_sums.push_back(p.grad().sum());
+      const double grad_sum =
+          grad_sums.empty() ? 0.0 : torch::stack(grad_sums).sum().item<double>();
+      std::vector<double> local_values{out.loss.item<double>(), grad_sum};
       for (const auto& [key, value] : out.metrics) local_values.push_back(value);
+      local_values.push_back(StopSignals::pending() != 0 ? 1.0 : 0.0);
+      coordinator_seconds += seconds_since(coordinator_start);
       auto values = torch::tensor(local_values, torch::kDouble);
       comm_->all_reduce_(values, ReduceOp::kAvg);
       const double loss = values[0].item<double>();
-      if (!std::isfinite(loss)) {
+      const bool finite = std::isfinite(loss) && std::isfinite(values[1].item<double>());
+      const bool stop = values[values.size(0) - 1].item<double>() > 0.0;
+      if (!finite) {
         ++result.skipped_steps;
-        SELFSUP_CHECK(++consecutive_skips < kMaxConsecutiveSkips, "the loss was not finite for ",
-                      kMaxConsecutiveSkips, " consecutive steps (step ", step,
-                      "); lower optim.lr or check the data");
-        spdlog::warn("step {}: non-finite loss, step skipped on every rank", step);
+        ++consecutive_skips;
+        SELFSUP_CHECK(consecutive_skips < config_.train.max_skipped_steps,
+                      "the loss or the gradients were not finite for ", consecutive_skips,
+                      " consecutive steps (steps ", step + 2 - consecutive_skips, " to ", step + 1,
+                      "); lower optim.lr, check the data, or raise train.max_skipped_steps. The "
+                      "last checkpoint is in ",
+                      checkpoints_dir);
+        spdlog::warn("step {}: non-finite {}, step skipped on every rank ({} in a row)", step + 1,
+                     std::isfinite(loss) ? "gradients" : "loss", consecutive_skips);
         objective_->end_step(/*applied=*/false);
       } else {
         consecutive_skips = 0;
@@ -223,6 +348,7 @@ TrainResult Trainer::run() {
         objective_->end_step(/*applied=*/true);
       }
       ++step;
+      ++steps_run;
       images_seen += tc.batch_size;
       window_images += tc.batch_size;
 
@@ -237,9 +363,10 @@ TrainResult Trainer::run() {
           {"mi_bound", mi_bound},
           {"lr", lr},
           {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
-          {"data_wait_ms", 1e3 * data_wait}};
+          {"data_wait_ms", 1e3 * data_wait},
+          {"skipped", finite ? 0.0 : 1.0}};
       std::map<std::string, double> global_metrics;
-      size_t i = 1;
+      size_t i = 2;
       for (const auto& [key, value] : out.metrics) {
         global_metrics[key] = values[i++].item<double>();
         row.emplace_back(key, global_metrics[key]);
@@ -266,27 +393,59 @@ TrainResult Trainer::run() {
         window_start = Clock::now();
         window_images = 0;
       }
+
+      // The position of the next step, which a checkpoint written now resumes at.
+      const bool epoch_done = in_epoch + 1 >= steps_per_epoch;
+      position.step = step;
+      position.epoch = epoch_done ? epoch + 1 : epoch;
+      position.step_in_epoch = epoch_done ? 0 : in_epoch + 1;
+      position.total_steps = total_steps;
+      position.images_seen = images_seen;
+      position.skipped_steps = result.skipped_steps;
+      position.consecutive_skips = consecutive_skips;
+      if (stop) {
+        if (rank == 0)
+          spdlog::warn(
+              "step {}: a stop signal reached a rank; writing a checkpoint "
+              "and stopping (resume with --resume auto)",
+              step);
+        result.checkpoint = write_checkpoint();
+        last_checkpoint_step = step;
+        result.preempted = true;
+        break;
+      }
+      if (every > 0 && step % every == 0 && step < total_steps) {
+        result.checkpoint = write_checkpoint();
+        last_checkpoint_step = step;
+      }
     }
   }
   if (bar) progress.finish();
-  const auto collectives = collectives_per_step(*comm_, step);
+  const auto collectives = collectives_per_step(*comm_, steps_run);
   result.steps = step;
   result.seconds = seconds_since(start);
-  result.images_per_s = double(images_seen) / std::max(result.seconds, 1e-9);
+  result.images_per_s = double(steps_run * tc.batch_size) / std::max(result.seconds, 1e-9);
   result.peak_memory_mb = peak_resident_mb();
   // The largest peak over the ranks (the one that would run out of memory first).
   auto peak = torch::tensor({result.peak_memory_mb}, torch::kDouble);
   comm_->all_reduce_(peak, ReduceOp::kMax);
   result.peak_memory_mb = peak.item<double>();
 
+  result.coordinator_ms = 1e3 * coordinator_seconds / double(std::max<int64_t>(1, steps_run));
+  spdlog::info("coordinator: {:.3f} ms per step (gradient checksum, stop and skip agreement)",
+               result.coordinator_ms);
+  if (last_checkpoint_step != step) {
+    result.checkpoint = write_checkpoint();
+  } else if (result.checkpoint.empty()) {
+    result.checkpoint = resume_from;  // resumed at the end: nothing new to save
+  }
+  if (steps_run == 0) {
+    // Resumed at the end (a requeued job that had finished): the run's files stay as they are.
+    spdlog::info("nothing to train: {} is already at step {} of {}", resume_from, step,
+                 total_steps);
+    return result;
+  }
   if (rank == 0) {
-    CheckpointInfo info;
-    info.step = step;
-    info.epoch = step / std::max<int64_t>(1, steps_per_epoch);
-    info.config_json = config_to_json(config_);
-    result.checkpoint = save_checkpoint((fs::path(run_dir_) / "checkpoints").string(), info,
-                                        *objective_, *optimizer);
-    spdlog::info("checkpoint: {}", result.checkpoint);
     write_plots(run_dir_);
     write_file_atomic((fs::path(run_dir_) / "collectives.json").string(),
                       collectives.dump(2) + "\n");
@@ -300,6 +459,8 @@ TrainResult Trainer::run() {
                                     {"candidates_per_anchor", result.candidates_per_anchor},
                                     {"steps", result.steps},
                                     {"skipped_steps", result.skipped_steps},
+                                    {"preempted", result.preempted},
+                                    {"coordinator_ms_per_step", result.coordinator_ms},
                                     {"images_seen", images_seen},
                                     {"final_loss", result.final_loss},
                                     {"final_mi_bound", result.final_mi_bound},

@@ -331,7 +331,7 @@ TEST(SimClrNegatives, QueueAndKeyEncoderAreSavedAndRestored) {
   CheckpointInfo info;
   info.step = 3;
   info.config_json = config_to_json(config);
-  const auto path = save_checkpoint(dir.string(), info, *trained, optimizer);
+  const auto path = save_checkpoint(dir.string(), info, *trained, &optimizer);
 
   torch::manual_seed(123);  // different initial weights
   auto restored = std::dynamic_pointer_cast<SimClrObjective>(make_objective(config, 1, comm));

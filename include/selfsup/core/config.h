@@ -147,11 +147,13 @@ struct OptimConfig {
 
 /// The training loop.
 struct TrainConfig {
-  int64_t batch_size = 256;  // global batch size (images; each gives `augment.views` views)
-  int64_t epochs = 5;        // passes over the training set
-  int64_t max_steps = 0;     // stop after this many optimizer steps (0 = no limit)
-  int64_t log_every = 20;    // a log line every K steps when stderr is not a terminal
-  int threads = 0;           // intra-op threads per rank (0 = all cores / ranks on the node)
+  int64_t batch_size = 256;        // global batch size (images; each gives `augment.views` views)
+  int64_t epochs = 5;              // passes over the training set
+  int64_t max_steps = 0;           // stop after this many optimizer steps (0 = no limit)
+  int64_t log_every = 20;          // a log line every K steps when stderr is not a terminal
+  int threads = 0;                 // intra-op threads per rank (0 = all cores / ranks on the node)
+  int64_t max_skipped_steps = 10;  // stop after this many consecutive steps skipped on a
+                                   // non-finite loss or gradient (every rank skips together)
 
   template <typename V>
   void visit(V& v) {
@@ -160,6 +162,20 @@ struct TrainConfig {
     v("max_steps", max_steps, 0, INT64_MAX);
     v("log_every", log_every, 1, INT64_MAX);
     v("threads", threads, 0, 4096);
+    v("max_skipped_steps", max_skipped_steps, 1, INT64_MAX);
+  }
+};
+
+/// Periodic checkpoints (the final one is always written). Each holds everything a bitwise-exact
+/// resume needs: model, optimizer, queue, momentum encoder, step, sampler position, RNG streams.
+struct CheckpointConfig {
+  int64_t every_steps = 1000;  // a checkpoint every K optimizer steps (0 = only at the end)
+  int64_t keep = 3;            // newest checkpoints kept; older ones are deleted
+
+  template <typename V>
+  void visit(V& v) {
+    v("every_steps", every_steps, 0, INT64_MAX);
+    v("keep", keep, 1, 1000000);
   }
 };
 
@@ -236,6 +252,7 @@ struct Config {
   NegativesConfig negatives;
   OptimConfig optim;
   TrainConfig train;
+  CheckpointConfig checkpoint;
   TransferConfig transfer;
   DistConfig dist;
 
@@ -251,6 +268,7 @@ struct Config {
     v("negatives", negatives);
     v("optim", optim);
     v("train", train);
+    v("checkpoint", checkpoint);
     v("transfer", transfer);
     v("dist", dist);
   }

@@ -32,7 +32,7 @@ class SyncBatchNormImpl : public torch::nn::Module {
 
  private:
   std::shared_ptr<Communicator> comm_;
-  torch::Tensor shift_;  // [C] the previous batch's global mean (not state: recomputed on resume)
+  int64_t batches_seen_ = -1;  // num_batches_tracked mirrored on the host (-1: not read yet)
   double eps_;
   double momentum_;
 };

@@ -21,16 +21,23 @@ struct TrainResult {
   double peak_memory_mb = 0.0;        // peak resident memory of the largest rank (CPU; MiB)
   double images_per_s = 0.0;          // global images per second over the whole run
   double seconds = 0.0;               // wall time of the loop
-  std::string checkpoint;             // path of the final checkpoint
+  double coordinator_ms = 0.0;        // per step: the coordinator's checks (no checkpoint due)
+  std::string checkpoint;             // path of the last checkpoint written
+  bool preempted = false;             // a stop signal ended the run early (after a checkpoint)
 };
 
 class Trainer {
  public:
-  /// `run_dir` must exist (see prepare_run_dir); every rank constructs a Trainer.
-  Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm);
+  /// `run_dir` must exist (see prepare_run_dir); every rank constructs a Trainer. `resume`: ""
+  /// (start fresh), "auto" (from the run's latest checkpoint when it has one) or a checkpoint
+  /// directory.
+  Trainer(Config config, std::string run_dir, std::shared_ptr<Communicator> comm,
+          std::string resume = "");
   ~Trainer();
-  /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps) and writes the final
-  /// checkpoint and summary.json (the numbers a sweep collects).
+  /// Pretrains for `train.epochs` epochs (or `train.max_steps` steps), with a checkpoint every
+  /// `checkpoint.every_steps` and at the end, and writes summary.json (the numbers a sweep
+  /// collects). A SIGTERM or SIGUSR1 on any rank makes every rank checkpoint at the same step and
+  /// return early with `preempted` set.
   TrainResult run();
   /// The objective being trained (its encoder is what transfers).
   std::shared_ptr<Objective> objective() const { return objective_; }
@@ -39,11 +46,12 @@ class Trainer {
   Config config_;
   std::string run_dir_;
   std::shared_ptr<Communicator> comm_;
+  std::string resume_;
   std::shared_ptr<Objective> objective_;
 };
 
 /// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json
-/// and the command line as command.txt. Throws Error naming the directory when it cannot be
+/// and appends the command line to command.txt. Throws Error naming the directory when it cannot be
 /// written.
 void prepare_run_dir(const std::string& run_dir, const Config& config,
                      const std::string& command_line);
