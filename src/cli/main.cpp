@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
   train->add_option("--run-dir", run_dir, "run directory (default: runs/<name>)");
   train->add_flag("--no-transfer", no_transfer, "skip the transfer stage after pretraining");
 
-  auto* transfer =
-      app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
+  auto* transfer = app.add_subcommand(
+      "transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
   transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")
       ->required();
   transfer->add_option("--checkpoint", checkpoint, "checkpoint directory (default: the latest)");
