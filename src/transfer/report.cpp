@@ -100,12 +100,12 @@ bool write_results_plots(const nlohmann::json& results, const std::string& out_d
       }
     }
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 900,560 noenhanced\n"
+    gp << "set terminal pngcairo size 900,620 noenhanced\n"
        << "set output " << gnuplot_quoted((dir / "results.png").string()) << "\n"
        << "set title 'Transfer on " << results.value("dataset", "?") << " test: top-1 by share of "
        << "training labels (encoder " << results.value("encoder", "?") << ")'\n"
        << "set logscale x\nset xlabel 'labels used (% of the training split, class-balanced)'\n"
-       << "set ylabel 'test top-1 (%)'\nset grid\nset key bottom right\n"
+       << "set ylabel 'test top-1 (%)'\nset grid\nset key below\n"
        << "set xrange [0.5:200]\n"
        << "linear_level = " << results.at("linear_probe").at("top1").get<double>() << "\n"
        << "data = " << gnuplot_quoted(data.string()) << "\n"
