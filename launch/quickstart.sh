@@ -10,8 +10,8 @@ Usage: launch/quickstart.sh [--help] [CONFIG] [--set key.path=value ...]
 Sets up and builds selfsup, then runs
   build/selfsup train CONFIG --run-dir runs/quickstart [--set ...]
 (default CONFIG: configs/fashion_mnist_simclr.json): pretraining, then the transfer stage (linear
-probe, kNN, baselines). The results table is printed at the end and saved in
-runs/quickstart/transfer/results.json.
+probe, kNN, fine-tuning with 1/10/100 % of the labels, baselines). The results table is printed
+at the end and saved in runs/quickstart/transfer/results.json (plot: results.png beside it).
 USAGE
 }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <opencv2/core/version.hpp>
 #include <string>
 #include <thread>
@@ -32,6 +33,7 @@
 #include "selfsup/train/checkpoint.h"
 #include "selfsup/train/coordinator.h"
 #include "selfsup/train/trainer.h"
+#include "selfsup/transfer/monitor.h"
 #include "selfsup/transfer/transfer.h"
 
 namespace fs = std::filesystem;
@@ -147,8 +149,8 @@ int main(int argc, char** argv) {
                     "resume from a checkpoint: auto (the run directory's latest, if any; else "
                     "start fresh) or a checkpoints/step_<N> directory");
 
-  auto* transfer =
-      app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN)");
+  auto* transfer = app.add_subcommand(
+      "transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
   transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")
       ->required();
   transfer->add_option("--checkpoint", checkpoint, "checkpoint directory (default: the latest)");
@@ -211,6 +213,14 @@ int main(int argc, char** argv) {
     const auto transfer_dir = (fs::path(run_dir) / "transfer").string();
     if (train->parsed()) {
       Trainer trainer(config, run_dir, comm, resume);
+      // The online kNN monitor (transfer/), scored by the Trainer at epoch ends.
+      std::optional<KnnMonitor> monitor;
+      if (config.monitor.every_epochs > 0) {
+        monitor.emplace(config);
+        trainer.set_monitor(config.monitor.every_epochs, [&](Encoder& encoder) {
+          return monitor->score(encoder, *comm);
+        });
+      }
       const auto trained = trainer.run();
       if (trained.preempted) {
         // Every rank returns the same status, so mpirun and srun report it unchanged.

@@ -263,6 +263,18 @@ void check_config(const Config& config, const std::string& source) {
          std::to_string(config.train.batch_size) + " x " + std::to_string(config.augment.views) +
          " = " + std::to_string(per_step) + " (e.g. " + examples + ")");
   }
+  const auto& finetune = config.transfer.finetune;
+  if (finetune.enabled && finetune.fractions.empty()) {
+    fail(
+        "transfer.finetune.fractions is empty; list label fractions in (0, 1], e.g. [0.01, 0.1, "
+        "1.0], or set transfer.finetune.enabled to false");
+  }
+  for (const double fraction : finetune.fractions) {
+    if (!(fraction > 0.0)) {
+      fail("transfer.finetune.fractions holds " + number(fraction) +
+           "; every fraction of labels must be in (0, 1]");
+    }
+  }
 }
 
 std::string config_to_json(const Config& config) {

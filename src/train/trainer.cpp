@@ -99,6 +99,11 @@ Trainer::Trainer(Config config, std::string run_dir, std::shared_ptr<Communicato
 
 Trainer::~Trainer() = default;
 
+void Trainer::set_monitor(int64_t every_epochs, std::function<double(Encoder&)> monitor) {
+  monitor_every_ = monitor ? every_epochs : 0;
+  monitor_ = std::move(monitor);
+}
+
 TrainResult Trainer::run() {
   const int rank = comm_->rank(), world = comm_->size();
   const auto& tc = config_.train;
@@ -241,7 +246,12 @@ TrainResult Trainer::run() {
       negatives.queue_size > 0 ? " once the queue is full" : "");
 
   std::optional<MetricsWriter> metrics;  // rank 0 writes the run's metrics
-  if (rank == 0) metrics.emplace(run_dir_, resume_from.empty() ? -1 : resumed.step);
+  std::optional<MetricsWriter> monitor_rows;  // and the kNN monitor's
+  if (rank == 0) {
+    metrics.emplace(run_dir_, resume_from.empty() ? -1 : resumed.step);
+    if (monitor_every_ > 0)
+      monitor_rows.emplace(run_dir_, resume_from.empty() ? -1 : resumed.step, "monitor");
+  }
   const bool bar = rank == 0 && stderr_is_terminal();
   ProgressBar progress(total_steps);
   if (!resume_from.empty() && resumed.total_steps != total_steps && rank == 0) {
@@ -297,7 +307,8 @@ TrainResult Trainer::run() {
         epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, int64_t(plan.size())) : 0;
     plan.erase(plan.begin(), plan.begin() + first);
     loader.start_epoch(epoch, std::move(plan));
-    for (int64_t in_epoch = first; step < total_steps; ++in_epoch) {
+    int64_t in_epoch = first;
+    for (; step < total_steps; ++in_epoch) {
       const auto wait_start = Clock::now();
       auto batch = loader.next();
       if (!batch) break;
@@ -419,6 +430,19 @@ TrainResult Trainer::run() {
         last_checkpoint_step = step;
       }
     }
+    // The online monitor at the end of every `monitor_every_`-th complete epoch.
+    const bool epoch_complete = in_epoch >= steps_per_epoch && steps_per_epoch > 0;
+    if (monitor_every_ > 0 && epoch_complete && !result.preempted &&
+        (epoch + 1) % monitor_every_ == 0) {
+      const auto t = Clock::now();
+      result.monitor_top1 = monitor_(*objective_->encoder());
+      spdlog::info("epoch {}: kNN monitor top-1 {:.2f}% ({:.1f} s)", epoch, result.monitor_top1,
+                   seconds_since(t));
+      if (monitor_rows)
+        monitor_rows->write({{"step", double(step)},
+                             {"epoch", double(epoch)},
+                             {"knn_top1", result.monitor_top1}});
+    }
   }
   if (bar) progress.finish();
   const auto collectives = collectives_per_step(*comm_, steps_run);
@@ -460,6 +484,7 @@ TrainResult Trainer::run() {
                                     {"steps", result.steps},
                                     {"skipped_steps", result.skipped_steps},
                                     {"preempted", result.preempted},
+                                    {"knn_monitor_top1", result.monitor_top1},
                                     {"coordinator_ms_per_step", result.coordinator_ms},
                                     {"images_seen", images_seen},
                                     {"final_loss", result.final_loss},

@@ -1,17 +1,16 @@
 #include "selfsup/transfer/transfer.h"
 
-#include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
-#include <iomanip>
-#include <sstream>
+#include <optional>
 
 #include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/files.h"
-#include "selfsup/data/augment.h"
 
 namespace selfsup {
 namespace fs = std::filesystem;
@@ -20,150 +19,217 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Un-augmented, normalised images [count, C, H, W] of samples [first, first+count), and their
-// labels.
-std::pair<torch::Tensor, torch::Tensor> plain_images(const Dataset& dataset,
-                                                     const SimClrAugment& augment, int64_t first,
-                                                     int64_t count) {
-  const int64_t c = dataset.channels(), h = dataset.height(), w = dataset.width();
-  auto images = torch::empty({count, c, h, w}, torch::kFloat);
-  auto labels = torch::empty({count}, torch::kLong);
-  float* pixels = images.data_ptr<float>();
-  int64_t* label_ptr = labels.data_ptr<int64_t>();
-  at::parallel_for(0, count, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const auto sample = dataset.get(first + i);
-      augment.plain(sample.image, pixels + i * c * h * w);
-      label_ptr[i] = sample.label;
-    }
-  });
-  return {images, labels};
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The rows of `set` at `indices` (sorted dataset indices, as class_balanced_subset returns).
+FeatureSet rows_of(const FeatureSet& set, const std::vector<int64_t>& indices) {
+  const auto index = torch::tensor(indices, torch::kLong);
+  return {set.features.index_select(0, index), set.labels.index_select(0, index)};
+}
+
+// A linear probe on a labelled subset runs as many optimizer steps as the probe on the whole
+// split (more epochs over fewer rows), so that few labels are not also few steps.
+LinearProbeConfig subset_probe_config(const LinearProbeConfig& full, int64_t full_rows,
+                                      int64_t subset_rows) {
+  auto steps_per_epoch = [&](int64_t rows) {
+    const int64_t batch = std::min(full.batch_size, rows);
+    return (rows + batch - 1) / batch;
+  };
+  LinearProbeConfig config = full;
+  const int64_t total_steps = full.epochs * steps_per_epoch(full_rows);
+  config.epochs = std::max<int64_t>(
+      1, (total_steps + steps_per_epoch(subset_rows) - 1) / steps_per_epoch(subset_rows));
+  return config;
+}
+
+nlohmann::json finetune_json(const FinetuneResult& r) {
+  return {{"top1", r.top1},
+          {"steps", r.steps},
+          {"epochs", r.epochs},
+          {"global_batch", r.global_batch},
+          {"final_loss", r.losses.empty() ? 0.0 : r.losses.back()},
+          {"seconds", r.seconds}};
+}
+
+std::string percent_label(double fraction) {
+  const double percent = 100.0 * fraction;
+  return percent == std::round(percent) ? fmt::format("{:.0f}%", percent)
+                                        : fmt::format("{:g}%", percent);
 }
 
 }  // namespace
 
-FeatureSet extract_features(Encoder& encoder, const Dataset& dataset, const AugmentConfig& augment,
-                            int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = encoder.is_training();
-  encoder.eval();  // batch norm uses its running statistics; no augmentation
-  const SimClrAugment plain(augment);
-  const auto parameters = encoder.parameters();
-  const torch::Device device = parameters.empty() ? torch::kCPU : parameters.front().device();
-  std::vector<torch::Tensor> features, labels;
-  for (int64_t first = 0; first < dataset.size(); first += batch_size) {
-    const int64_t count = std::min(batch_size, dataset.size() - first);
-    auto [images, batch_labels] = plain_images(dataset, plain, first, count);
-    // [count, feature_dim], back on the CPU where the probes run
-    features.push_back(encoder.forward(images.to(device)).to(torch::kCPU).contiguous());
-    labels.push_back(batch_labels);
-  }
-  encoder.train(was_training);
-  return {torch::cat(features), torch::cat(labels)};
-}
-
-FeatureSet pixel_features(const Dataset& dataset, const AugmentConfig& augment) {
-  auto [images, labels] = plain_images(dataset, SimClrAugment(augment), 0, dataset.size());
-  return {images.flatten(1), labels};
-}
-
 nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::string& out_dir,
                             Communicator& comm) {
-  nlohmann::json results;
-  if (comm.rank() == 0) {
-    const auto start = Clock::now();
-    auto seconds = [](Clock::time_point t) {
-      return std::chrono::duration<double>(Clock::now() - t).count();
-    };
-    auto train = open_dataset(config.data, Split::kTrain);
-    auto test = open_dataset(config.data, Split::kTest);
-    SELFSUP_CHECK(train->num_classes() >= 2, "the transfer stage needs labels; ", train->describe(),
-                  " has ", train->num_classes(), " classes");
-    const int64_t classes = std::max(train->num_classes(), test->num_classes());
-    spdlog::info("transfer: {} -> {}", train->describe(), test->describe());
+  const auto start = Clock::now();
+  const bool root = comm.rank() == 0;
+  const auto train = open_dataset(config.data, Split::kTrain);
+  const auto test = open_dataset(config.data, Split::kTest);
+  SELFSUP_CHECK(train->num_classes() >= 2, "the transfer stage needs labels; ", train->describe(),
+                " has ", train->num_classes(), " classes");
+  const int64_t classes = std::max(train->num_classes(), test->num_classes());
+  spdlog::info("transfer: {} -> {} on {} rank(s)", train->describe(), test->describe(),
+               comm.size());
+  ExtractOptions extract(config.augment);
+  extract.batch_size = config.transfer.batch_size;
+  nlohmann::json timings;
 
-    auto t = Clock::now();
-    const auto train_features =
-        extract_features(encoder, *train, config.augment, config.transfer.batch_size);
-    const auto test_features =
-        extract_features(encoder, *test, config.augment, config.transfer.batch_size);
-    const double extract_s = seconds(t);
+  // 1. Features, sharded over the ranks and gathered on all of them.
+  auto t = Clock::now();
+  const FeatureSet train_features = extract_features_distributed(encoder, *train, extract, comm);
+  const FeatureSet test_features = extract_features_distributed(encoder, *test, extract, comm);
+  timings["features_s"] = seconds_since(t);
+  std::optional<FeatureSet> random_train, random_test;
+  if (config.transfer.baselines) {
+    // Same architecture, random initialisation from a seed of its own (never trained); the
+    // random-init fine-tuning below starts from the same weights.
     t = Clock::now();
-    const auto linear =
-        linear_probe(train_features, test_features, classes, config.transfer.linear, config.seed);
-    const double linear_s = seconds(t);
-    t = Clock::now();
-    const double knn = knn_top1(train_features, test_features, classes, config.transfer.knn);
-    const double knn_s = seconds(t);
-    spdlog::info(
-        "transfer: linear probe {:.2f}% ({:.1f} s), kNN {:.2f}% ({:.1f} s), features {:.1f} s",
-        linear.top1, linear_s, knn, knn_s, extract_s);
-
-    results["dataset"] = config.data.name;
-    results["train_samples"] = train->size();
-    results["test_samples"] = test->size();
-    results["encoder"] = config.model.encoder;
-    results["feature_dim"] = train_features.features.size(1);
-    results["linear_probe"] = {
-        {"top1", linear.top1}, {"train_top1", linear.train_top1}, {"seconds", linear_s}};
-    results["knn"] = {{"top1", knn},
-                      {"k", config.transfer.knn.k},
-                      {"temperature", config.transfer.knn.temperature},
-                      {"seconds", knn_s}};
-
-    if (config.transfer.baselines) {
-      t = Clock::now();
-      const auto raw = linear_probe(pixel_features(*train, config.augment),
-                                    pixel_features(*test, config.augment), classes,
-                                    config.transfer.linear, config.seed);
-      results["baselines"]["raw_pixels"] = {{"top1", raw.top1}, {"seconds", seconds(t)}};
-      spdlog::info("transfer: baseline raw pixels {:.2f}%", raw.top1);
-
-      t = Clock::now();
-      // Same architecture, random initialisation from a seed of its own (never trained).
-      torch::manual_seed(config.seed + 0x9E3779B9ull);
-      auto random_encoder = make_encoder(config.model, train->channels());
-      random_encoder->to(resolve_device(config.device, comm.local_rank()));
-      const auto random_train =
-          extract_features(*random_encoder, *train, config.augment, config.transfer.batch_size);
-      const auto random_test =
-          extract_features(*random_encoder, *test, config.augment, config.transfer.batch_size);
-      const auto random =
-          linear_probe(random_train, random_test, classes, config.transfer.linear, config.seed);
-      results["baselines"]["random_encoder"] = {{"top1", random.top1}, {"seconds", seconds(t)}};
-      spdlog::info("transfer: baseline random {} {:.2f}%", config.model.encoder, random.top1);
-    }
-    results["wall_seconds"] = seconds(start);
-
-    fs::create_directories(out_dir);
-    write_file_atomic((fs::path(out_dir) / "results.json").string(), results.dump(2) + "\n");
+    torch::manual_seed(config.seed + 0x9E3779B9ull);
+    auto random_encoder = make_encoder(config.model, train->channels());
+    random_encoder->to(resolve_device(config.device, comm.local_rank()));
+    random_train = extract_features_distributed(*random_encoder, *train, extract, comm);
+    random_test = extract_features_distributed(*random_encoder, *test, extract, comm);
+    timings["random_features_s"] = seconds_since(t);
   }
-  // No barrier: the other ranks would wait in it for the whole transfer stage and trip the
-  // collective timeout. They go on to exit; MPI_Finalize holds them until rank 0 is done, and a
-  // failure on rank 0 still ends them (MPI_Abort).
-  return results;
-}
+  spdlog::info("transfer: features {}x{} (train), {}x{} (test) in {:.1f} s",
+               train_features.features.size(0), train_features.features.size(1),
+               test_features.features.size(0), test_features.features.size(1),
+               timings["features_s"].get<double>());
 
-std::string format_results_table(const nlohmann::json& results) {
-  std::ostringstream out;
-  auto row = [&](const std::string& name, const nlohmann::json& entry) {
-    out << "  " << std::left << std::setw(40) << name << std::right << std::setw(8) << std::fixed
-        << std::setprecision(2) << entry.at("top1").get<double>() << " %\n";
+  // 2. Fine-tuning per label fraction, data-parallel. The subsets come from the gathered labels,
+  // identical on every rank.
+  const auto& fc = config.transfer.finetune;
+  struct FractionRun {
+    double fraction;
+    std::vector<int64_t> labelled;
+    FinetuneResult pretrained, random_init;
   };
-  out << "Transfer results on " << results.value("dataset", "?") << " test ("
-      << results.value("test_samples", 0) << " images), encoder " << results.value("encoder", "?")
-      << "\n";
-  out << "  " << std::left << std::setw(40) << "method" << std::right << std::setw(10) << "top-1"
-      << "\n";
-  row("SimCLR encoder, linear probe", results.at("linear_probe"));
-  row("SimCLR encoder, kNN (k=" + std::to_string(results.at("knn").value("k", 0)) + ")",
-      results.at("knn"));
-  if (results.contains("baselines")) {
-    row("baseline: raw pixels, linear probe", results["baselines"].at("raw_pixels"));
-    row("baseline: random encoder, linear probe", results["baselines"].at("random_encoder"));
+  std::vector<FractionRun> fraction_runs;
+  if (fc.enabled) {
+    t = Clock::now();
+    for (const double fraction : fc.fractions) {
+      FractionRun run{fraction,
+                      class_balanced_subset(train_features.labels, classes, fraction, config.seed),
+                      {},
+                      {}};
+      FinetuneData data{train.get(), run.labelled, test.get()};
+      run.pretrained = finetune(config, data, &encoder, comm);
+      spdlog::info("transfer: fine-tuned with {} labels ({} images): {:.2f}% ({} steps, {:.1f} s)",
+                   percent_label(fraction), run.labelled.size(), run.pretrained.top1,
+                   run.pretrained.steps, run.pretrained.seconds);
+      if (config.transfer.baselines) {
+        run.random_init = finetune(config, data, nullptr, comm);
+        spdlog::info("transfer: random init, {} labels: {:.2f}% ({:.1f} s)",
+                     percent_label(fraction), run.random_init.top1, run.random_init.seconds);
+      }
+      run.pretrained.encoder.reset();  // only the numbers are kept
+      run.random_init.encoder.reset();
+      fraction_runs.push_back(std::move(run));
+    }
+    timings["finetune_s"] = seconds_since(t);
   }
-  out << "  wall time " << std::setprecision(1) << results.value("wall_seconds", 0.0) << " s\n";
-  return out.str();
+
+  // 3. Rank 0 alone from here: no collective follows, so no rank waits in one (see transfer.h).
+  if (!root) return nlohmann::json::object();
+
+  nlohmann::json results;
+  t = Clock::now();
+  const auto linear =
+      linear_probe(train_features, test_features, classes, config.transfer.linear, config.seed);
+  const double linear_s = seconds_since(t);
+  t = Clock::now();
+  const double knn = knn_top1(train_features, test_features, classes, config.transfer.knn);
+  const double knn_s = seconds_since(t);
+  spdlog::info("transfer: linear probe {:.2f}% ({:.1f} s), kNN {:.2f}% ({:.1f} s)", linear.top1,
+               linear_s, knn, knn_s);
+
+  results["dataset"] = config.data.name;
+  results["train_samples"] = train->size();
+  results["test_samples"] = test->size();
+  results["encoder"] = config.model.encoder;
+  results["feature_dim"] = train_features.features.size(1);
+  results["world_size"] = comm.size();
+  results["linear_probe"] = {
+      {"top1", linear.top1}, {"train_top1", linear.train_top1}, {"seconds", linear_s}};
+  results["knn"] = {{"top1", knn},
+                    {"k", config.transfer.knn.k},
+                    {"temperature", config.transfer.knn.temperature},
+                    {"seconds", knn_s}};
+
+  std::optional<FeatureSet> train_pixels, test_pixels;
+  if (config.transfer.baselines) {
+    t = Clock::now();
+    train_pixels = pixel_features(*train, extract);
+    test_pixels = pixel_features(*test, extract);
+    const auto raw =
+        linear_probe(*train_pixels, *test_pixels, classes, config.transfer.linear, config.seed);
+    results["baselines"]["raw_pixels"] = {{"top1", raw.top1}, {"seconds", seconds_since(t)}};
+    spdlog::info("transfer: baseline raw pixels {:.2f}%", raw.top1);
+
+    t = Clock::now();
+    const auto random =
+        linear_probe(*random_train, *random_test, classes, config.transfer.linear, config.seed);
+    results["baselines"]["random_encoder"] = {
+        {"top1", random.top1},
+        {"seconds", seconds_since(t) + timings.value("random_features_s", 0.0)}};
+    spdlog::info("transfer: baseline random {} {:.2f}%", config.model.encoder, random.top1);
+  }
+
+  if (fc.enabled) {
+    nlohmann::json finetune_results;
+    finetune_results["settings"] = {{"epochs", fc.epochs},
+                                    {"max_steps", fc.max_steps},
+                                    {"batch_size", fc.batch_size},
+                                    {"optimizer", fc.optimizer},
+                                    {"lr", fc.lr},
+                                    {"weight_decay", fc.weight_decay},
+                                    {"augment", fc.augment ? "crop+flip" : "none"},
+                                    {"batch_norm", config.model.batch_norm}};
+    t = Clock::now();
+    const int64_t full_rows = train_features.features.size(0);
+    for (const auto& run : fraction_runs) {
+      nlohmann::json entry = {{"fraction", run.fraction},
+                              {"labelled", run.labelled.size()},
+                              {"pretrained", finetune_json(run.pretrained)}};
+      const auto probe_config =
+          subset_probe_config(config.transfer.linear, full_rows, int64_t(run.labelled.size()));
+      // Frozen pretrained features, linear probe on the same labels (at 100%: the probe above).
+      if (run.fraction >= 1.0) {
+        entry["linear_probe"] = {{"top1", linear.top1}, {"seconds", linear_s}};
+      } else {
+        const auto probe_start = Clock::now();
+        const auto probe = linear_probe(rows_of(train_features, run.labelled), test_features,
+                                        classes, probe_config, config.seed);
+        entry["linear_probe"] = {{"top1", probe.top1}, {"seconds", seconds_since(probe_start)}};
+      }
+      if (config.transfer.baselines) {
+        entry["random_init"] = finetune_json(run.random_init);
+        if (run.fraction >= 1.0) {
+          entry["raw_pixels"] = results["baselines"]["raw_pixels"];
+        } else {
+          const auto probe_start = Clock::now();
+          const auto raw = linear_probe(rows_of(*train_pixels, run.labelled), *test_pixels, classes,
+                                        probe_config, config.seed);
+          entry["raw_pixels"] = {{"top1", raw.top1}, {"seconds", seconds_since(probe_start)}};
+        }
+      }
+      finetune_results["fractions"].push_back(entry);
+    }
+    timings["subset_probes_s"] = seconds_since(t);
+    results["finetune"] = finetune_results;
+  }
+  timings["linear_probe_s"] = linear_s;
+  timings["knn_s"] = knn_s;
+  results["timings"] = timings;
+  results["wall_seconds"] = seconds_since(start);
+
+  fs::create_directories(out_dir);
+  write_file_atomic((fs::path(out_dir) / "results.json").string(), results.dump(2) + "\n");
+  // The run directory's layout (DESIGN.md §5): <run>/transfer/ beside <run>/monitor.csv.
+  write_results_plots(results, out_dir, (fs::path(out_dir).parent_path() / "monitor.csv").string());
+  return results;
 }
 
 }  // namespace selfsup

@@ -26,6 +26,23 @@ lines=$(wc -l <"$tmp/run/metrics.jsonl")
 [[ $lines -eq 8 ]] || { echo "FAIL: metrics.jsonl has $lines lines, expected 8 (512/64 steps, rank 0 only)"; exit 1; }
 echo "ok   2-rank training: $(tail -1 "$tmp/run/metrics.jsonl" | cut -c1-120)"
 
+# The transfer stage on 2 ranks from that run's checkpoint: features and fine-tuning shared out
+# over the ranks, the probes and the report on rank 0.
+"${mpi[@]}" "$bin" transfer --run "$tmp/run" \
+  --set data.limit_test=256 transfer.linear.epochs=2 transfer.knn.k=10 \
+        transfer.finetune.max_steps=2 transfer.finetune.batch_size=32 \
+  >"$tmp/out_transfer" 2>&1 || { cat "$tmp/out_transfer"; echo "FAIL: 2-rank transfer failed"; exit 1; }
+grep -q "SimCLR encoder, fine-tuned" "$tmp/out_transfer" || { cat "$tmp/out_transfer"; echo "FAIL: no fine-tuning table"; exit 1; }
+/usr/bin/python3 - "$tmp/run/transfer/results.json" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))
+assert results["world_size"] == 2 and results["test_samples"] == 256, results
+for f in results["finetune"]["fractions"]:
+    assert f["pretrained"]["steps"] == 2 and f["pretrained"]["global_batch"] % 2 == 0, f
+    assert 0.0 <= f["pretrained"]["top1"] <= 100.0, f
+PY
+echo "ok   2-rank transfer: $(grep -m1 "SimCLR encoder, fine-tuned" "$tmp/out_transfer")"
+
 # A runtime error on every rank (no dataset) ends the job quickly with a non-zero status.
 status=0
 timeout 120 "${mpi[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/run2" \

@@ -30,7 +30,7 @@ write_spec() {
  "grid": {"train.batch_size": $2, ${3:-} "world_size": [1]},
  "set": {"data.limit_train": 1024, "data.limit_test": 512, "optim.warmup_steps": 2,
          "train.log_every": 4, "train.threads": 1, "transfer.baselines": false,
-         "transfer.linear.epochs": 5, "transfer.knn.k": 20}}
+         "transfer.linear.epochs": 5, "transfer.knn.k": 20, "transfer.finetune.enabled": false}}
 JSON
 }
 write_spec "$tmp/spec.json" "[32, 64]" "$queue_axis"

@@ -12,7 +12,8 @@ run=$tmp/run
 "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$run" \
   --set data.limit_train=1024 data.limit_test=512 train.batch_size=128 train.epochs=2 \
         train.log_every=4 optim.warmup_steps=4 transfer.linear.epochs=5 transfer.knn.k=20 \
-        train.threads=1 >"$tmp/stdout"
+        transfer.finetune.max_steps=3 transfer.finetune.batch_size=64 train.threads=1 \
+        >"$tmp/stdout"
 cat "$tmp/stdout"
 
 for f in config.json command.txt metrics.jsonl metrics.csv logs/rank0.log checkpoints/latest \
@@ -20,6 +21,10 @@ for f in config.json command.txt metrics.jsonl metrics.csv logs/rank0.log checkp
   [[ -s "$run/$f" ]] || { echo "FAIL: $run/$f missing or empty"; exit 1; }
 done
 grep -q "Transfer results" "$tmp/stdout" || { echo "FAIL: no results table printed"; exit 1; }
+grep -q "SimCLR encoder, fine-tuned" "$tmp/stdout" || { echo "FAIL: no fine-tuning rows printed"; exit 1; }
+if command -v gnuplot >/dev/null; then
+  [[ -s "$run/transfer/results.png" ]] || { echo "FAIL: no transfer/results.png"; exit 1; }
+fi
 
 /usr/bin/python3 - "$run" <<'PY'
 import json, math, sys
@@ -40,6 +45,17 @@ for path in ["linear_probe.top1", "knn.top1", "baselines.raw_pixels.top1",
     assert 0.0 <= node <= 100.0, (path, node)
 assert results["dataset"] == "fashion-mnist" and results["encoder"] == "convnet"
 assert results["test_samples"] == 512 and "wall_seconds" in results
+# Fine-tuning: 1 %, 10 % and 100 % of 1024 labels (10, 100, 1024 class-balanced images), 3 steps
+# each, beside a random initialisation and raw pixels on the same labels.
+fractions = results["finetune"]["fractions"]
+assert [f["fraction"] for f in fractions] == [0.01, 0.1, 1.0], fractions
+assert [f["labelled"] for f in fractions] == [10, 100, 1024], fractions
+for f in fractions:
+    for key in ["pretrained", "random_init", "raw_pixels", "linear_probe"]:
+        assert 0.0 <= f[key]["top1"] <= 100.0, (key, f)
+    assert f["pretrained"]["steps"] == 3 and f["random_init"]["steps"] == 3, f
+assert [f["pretrained"]["global_batch"] for f in fractions] == [10, 64, 64], fractions
+assert fractions[2]["raw_pixels"] == results["baselines"]["raw_pixels"]
 config = json.load(open(f"{run}/config.json"))
 assert config["data"]["limit_train"] == 1024 and config["train"]["batch_size"] == 128
 print("run directory ok:", results["linear_probe"]["top1"], results["knn"]["top1"])
@@ -65,6 +81,9 @@ import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 for key in ["linear_probe", "knn"]:
     assert abs(a[key]["top1"] - b[key]["top1"]) < 1e-9, (key, a[key], b[key])
-print("transfer from checkpoint reproduces the probe")
+for fa, fb in zip(a["finetune"]["fractions"], b["finetune"]["fractions"]):
+    for key in ["pretrained", "random_init"]:
+        assert abs(fa[key]["top1"] - fb[key]["top1"]) < 1e-9, (key, fa, fb)
+print("transfer from checkpoint reproduces the probe and the fine-tuning")
 PY
 echo "smoke test passed"

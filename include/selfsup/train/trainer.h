@@ -3,6 +3,7 @@
 // metrics, logs, the rank-0 progress bar and the final checkpoint.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,7 @@ struct TrainResult {
   double images_per_s = 0.0;          // global images per second over the whole run
   double seconds = 0.0;               // wall time of the loop
   double coordinator_ms = 0.0;        // per step: the coordinator's checks (no checkpoint due)
+  double monitor_top1 = -1.0;         // the last kNN monitor value (percent), -1 without one
   std::string checkpoint;             // path of the last checkpoint written
   bool preempted = false;             // a stop signal ended the run early (after a checkpoint)
 };
@@ -39,6 +41,12 @@ class Trainer {
   /// collects). A SIGTERM or SIGUSR1 on any rank makes every rank checkpoint at the same step and
   /// return early with `preempted` set.
   TrainResult run();
+  /// Scores the encoder every `every_epochs` epochs during pretraining (an online kNN monitor;
+  /// transfer/ provides one, the CLI wires it): called on every rank at the end of such an epoch,
+  /// it must be collective and return the same value everywhere, leave the encoder's state as it
+  /// found it and draw no random numbers. Its value goes to `<run_dir>/monitor.{jsonl,csv}`
+  /// (step, epoch, knn_top1) and the log.
+  void set_monitor(int64_t every_epochs, std::function<double(Encoder&)> monitor);
   /// The objective being trained (its encoder is what transfers).
   std::shared_ptr<Objective> objective() const { return objective_; }
 
@@ -48,6 +56,8 @@ class Trainer {
   std::shared_ptr<Communicator> comm_;
   std::string resume_;
   std::shared_ptr<Objective> objective_;
+  int64_t monitor_every_ = 0;
+  std::function<double(Encoder&)> monitor_;
 };
 
 /// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json
