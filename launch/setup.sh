@@ -9,8 +9,8 @@ Usage: launch/setup.sh [--help]
 
 Installs the Debian packages selfsup needs to build, test and run (LibTorch, Open MPI, OpenCV,
 nlohmann-json, spdlog, CLI11, GoogleTest, zlib, Fashion-MNIST, Python PyTorch for reference
-benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache). Runs apt-get only for what is
-missing.
+benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache, clang and libFuzzer for the fuzz
+test). Runs apt-get only for what is missing.
 Needs root or sudo when something is missing.
 USAGE
 }
@@ -31,6 +31,8 @@ packages=(
   gnuplot-nox
   # launch/sweep.sh expands sweep specs and collects results with jq.
   jq
+  # tests/cli/fuzz_safetensors_test.sh: clang with its libFuzzer and sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 
 missing=()

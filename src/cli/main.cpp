@@ -1,6 +1,6 @@
-// The `selfsup` executable: train, transfer, info. Errors end with one line on stderr
-// ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 otherwise; 75
-// (kExitPreempted) when a stop signal ended training after a checkpoint.
+// The `selfsup` executable: train, transfer, export, embed, info. Errors end with one line on
+// stderr ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 for
+// anything else, and 75 (kExitPreempted) when a stop signal ended training after a checkpoint.
 
 #include <dlfcn.h>
 #include <link.h>
@@ -28,12 +28,15 @@
 #include "selfsup/core/launch.h"
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
+#include "selfsup/data/npy.h"
 #include "selfsup/dist/communicator.h"
+#include "selfsup/models/encoder_file.h"
 #include "selfsup/objectives/objective.h"
 #include "selfsup/train/checkpoint.h"
 #include "selfsup/train/coordinator.h"
 #include "selfsup/train/trainer.h"
 #include "selfsup/transfer/monitor.h"
+#include "selfsup/transfer/export.h"
 #include "selfsup/transfer/transfer.h"
 
 namespace fs = std::filesystem;
@@ -112,6 +115,74 @@ void print_results(const nlohmann::json& results) {
   std::cout << "\n" << format_results_table(results) << std::flush;
 }
 
+// The resolved config that `selfsup train` saved in `run_dir`. Without model.init: the weights
+// come from a checkpoint, and the file that started the training may have moved since.
+Config load_run_config(const std::string& run_dir, const std::vector<std::string>& overrides) {
+  const auto saved = (fs::path(run_dir) / "config.json").string();
+  if (!fs::exists(saved)) {
+    throw ConfigError(run_dir + " is not a selfsup run directory (no config.json); pass the " +
+                      "directory that `selfsup train` created");
+  }
+  auto config = load_config(saved, overrides);
+  config.model.init.clear();
+  return config;
+}
+
+// `selfsup export`: rebuilds the run's objective in one process on the CPU, loads a checkpoint and
+// writes its encoder alone (no projection head, key encoder or queue) as safetensors.
+int run_export(const std::string& run_dir, const std::string& checkpoint_arg,
+               const std::string& out_arg) {
+  auto config = load_run_config(run_dir, {});
+  config.device = "cpu";
+  torch::set_num_threads(choose_threads(config.train.threads, 1));
+  const auto dataset = open_dataset(config.data, Split::kTrain);  // for the image shape
+  auto objective =
+      make_objective(config, dataset->channels(), std::make_shared<LocalCommunicator>());
+  const auto checkpoint = checkpoint_arg.empty()
+                              ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())
+                              : checkpoint_arg;
+  const auto loaded = load_model(checkpoint, *objective);
+  const auto out = out_arg.empty() ? (fs::path(run_dir) / "encoder.safetensors").string() : out_arg;
+  EncoderExportInfo info;
+  info.channels = dataset->channels();
+  info.height = dataset->height();
+  info.width = dataset->width();
+  info.checkpoint = checkpoint;
+  info.step = loaded.step;
+  auto& encoder = *objective->encoder();
+  export_encoder(encoder, config, info, out);
+  int64_t values = 0;
+  for (const auto& [name, tensor] : encoder_tensors(encoder)) values += tensor.numel();
+  std::cout << "exported the " << config.model.encoder << " encoder of " << checkpoint << " (step "
+            << loaded.step << ", " << encoder_tensors(encoder).size() << " tensors, " << values
+            << " values, feature_dim " << encoder.feature_dim() << ") to " << out << "\n";
+  return 0;
+}
+
+// `selfsup embed`: features of a .npy batch of images from an exported encoder.
+int run_embed(const std::string& encoder_path, const std::string& input, const std::string& output,
+              int64_t batch_size) {
+  torch::set_num_threads(choose_threads(/*requested=*/0, /*local_ranks=*/1));
+  auto exported = open_exported_encoder(encoder_path);
+  const auto features = embed_images(exported, read_npy(input), batch_size);
+  write_npy(output, features);
+  std::cout << "features [" << features.size(0) << ", " << features.size(1) << "] of " << input
+            << " written to " << output << "\n";
+  return 0;
+}
+
+// `selfsup transfer --encoder FILE`: the transfer stage for the encoder of an exported file,
+// built from `config` (whose model.* must match the file).
+nlohmann::json transfer_exported_encoder(const Config& config, const std::string& encoder_path,
+                                         const std::string& out_dir, Communicator& comm) {
+  const auto dataset = open_dataset(config.data, Split::kTrain);
+  auto encoder = make_encoder(config.model, dataset->channels());
+  load_encoder_file(*encoder, encoder_path, {config.model, dataset->channels(), "--encoder"});
+  encoder->to(resolve_device(config.device, comm.local_rank()));
+  spdlog::info("transfer: encoder from {}", encoder_path);
+  return run_transfer(config, *encoder, out_dir, comm);
+}
+
 }  // namespace
 
 // glibc returns large blocks (above a dynamic threshold of at most 32 MiB) to the kernel on free
@@ -130,7 +201,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", SELFSUP_VERSION);
 
-  std::string config_path, run_dir, transfer_run, checkpoint, resume;
+  std::string config_path, run_dir, transfer_run, checkpoint, encoder_path, transfer_config, resume;
   std::vector<std::string> overrides;
   bool no_transfer = false;
 
@@ -149,13 +220,45 @@ int main(int argc, char** argv) {
                     "resume from a checkpoint: auto (the run directory's latest, if any; else "
                     "start fresh) or a checkpoints/step_<N> directory");
 
-  auto* transfer = app.add_subcommand(
-      "transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
-  transfer->add_option("--run", transfer_run, "run directory of a finished pretraining")
-      ->required();
-  transfer->add_option("--checkpoint", checkpoint, "checkpoint directory (default: the latest)");
+  auto* transfer =
+      app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
+  auto* transfer_run_option =
+      transfer->add_option("--run", transfer_run, "run directory of a finished pretraining");
+  auto* checkpoint_option = transfer->add_option("--checkpoint", checkpoint,
+                                                 "checkpoint directory (default: the latest)");
+  auto* encoder_option = transfer->add_option(
+      "--encoder", encoder_path,
+      "evaluate this encoder.safetensors (of `selfsup export`) instead of a checkpoint; results "
+      "go to <run>/transfer-<file name>/");
+  auto* transfer_config_option = transfer->add_option(
+      "--config", transfer_config, "with --encoder and without --run: the config to evaluate with");
+  transfer_run_option->excludes(transfer_config_option);
+  transfer_config_option->needs(encoder_option);
+  encoder_option->excludes(checkpoint_option);
   transfer->add_option("--set", overrides, "override a config value: key.path=value (repeatable)")
       ->take_all();
+
+  std::string export_run, export_checkpoint, export_out;
+  auto* export_command = app.add_subcommand(
+      "export", "write a run's encoder (without the projection head) as safetensors");
+  export_command->add_option("--run", export_run, "run directory of a pretraining")->required();
+  export_command->add_option("--checkpoint", export_checkpoint,
+                             "checkpoint directory (default: the latest)");
+  export_command->add_option("--out", export_out,
+                             "output file (default: <run>/encoder.safetensors)");
+
+  std::string embed_encoder, embed_input, embed_output;
+  int64_t embed_batch = 256;
+  auto* embed = app.add_subcommand(
+      "embed",
+      "features of images (.npy: [N, C, H, W] or [N, H, W], float in [0, 1] or uint8) "
+      "from an exported encoder, normalised as in training, as a float32 .npy");
+  embed->add_option("--encoder", embed_encoder, "encoder.safetensors of `selfsup export`")
+      ->required();
+  embed->add_option("--input", embed_input, "images, .npy")->required();
+  embed->add_option("--out", embed_output, "features [N, feature_dim], .npy")->required();
+  embed->add_option("--batch-size", embed_batch, "images per forward pass")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
 
   auto* info = app.add_subcommand("info", "versions, BLAS, threads and devices of this build");
 
@@ -182,19 +285,22 @@ int main(int argc, char** argv) {
 
   try {
     if (info->parsed()) return run_info();
+    if (export_command->parsed()) return run_export(export_run, export_checkpoint, export_out);
+    if (embed->parsed()) return run_embed(embed_encoder, embed_input, embed_output, embed_batch);
 
     Config config;
     if (train->parsed()) {
       config = load_config(config_path, overrides);
       if (run_dir.empty()) run_dir = (fs::path("runs") / config.name).string();
+    } else if (!transfer_config.empty()) {  // --encoder FILE --config CONFIG
+      config = load_config(transfer_config, overrides);
+      run_dir = (fs::path("runs") / config.name).string();
     } else {
-      run_dir = transfer_run;
-      const auto saved = (fs::path(run_dir) / "config.json").string();
-      if (!fs::exists(saved)) {
-        throw ConfigError(run_dir + " is not a selfsup run directory (no config.json); pass the " +
-                          "directory that `selfsup train` created");
+      if (transfer_run.empty()) {
+        throw ConfigError("transfer needs --run DIR (or --encoder FILE with --config CONFIG)");
       }
-      config = load_config(saved, overrides);
+      run_dir = transfer_run;
+      config = load_run_config(run_dir, overrides);
     }
 
     comm = make_communicator(config.dist, config.device == "cuda");
@@ -210,7 +316,10 @@ int main(int argc, char** argv) {
     spdlog::info("{} rank(s), backend {}:\n{}", comm->size(), comm->backend(), table);
 
     nlohmann::json results;
-    const auto transfer_dir = (fs::path(run_dir) / "transfer").string();
+    const auto transfer_dir =
+        (fs::path(run_dir) /
+         (encoder_path.empty() ? "transfer" : "transfer-" + fs::path(encoder_path).stem().string()))
+            .string();
     if (train->parsed()) {
       Trainer trainer(config, run_dir, comm, resume);
       // The online kNN monitor (transfer/), scored by the Trainer at epoch ends.
@@ -233,6 +342,8 @@ int main(int argc, char** argv) {
       }
       if (no_transfer || !config.transfer.enabled) return 0;
       results = run_transfer(config, *trainer.objective()->encoder(), transfer_dir, *comm);
+    } else if (!encoder_path.empty()) {
+      results = transfer_exported_encoder(config, encoder_path, transfer_dir, *comm);
     } else {
       // Rebuild the model of the run, load its weights, and evaluate the encoder only.
       auto dataset = open_dataset(config.data, Split::kTrain);

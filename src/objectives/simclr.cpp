@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include "selfsup/dist/communicator.h"
+#include "selfsup/models/encoder_file.h"
 #include "selfsup/objectives/info_nce.h"
 #include "selfsup/objectives/objective.h"
 #include "selfsup/objectives/tiled_info_nce.h"
@@ -15,6 +16,12 @@ SimClrObjective::SimClrObjective(const Config& config, int64_t in_channels,
       register_module("encoder", make_encoder(model, in_channels, make_norm_factory(model, comm_)));
   head_ = register_module("head", ProjectionHead(encoder_->feature_dim(), model.head_hidden,
                                                  model.proj_dim, make_norm_factory(model, comm_)));
+  if (!model.init.empty()) {
+    // Before the key encoder copies it; every rank reads the same file (the Trainer's broadcast
+    // from rank 0 follows anyway).
+    load_encoder_file(*encoder_, model.init, {model, in_channels, "model.init"});
+    spdlog::info("model.init: encoder weights from {}", model.init);
+  }
   if (negatives_.momentum > 0.0) {
     // The key encoder starts as a copy of the encoder and then only follows it (end_step).
     key_encoder_ = register_module(

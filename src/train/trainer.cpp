@@ -137,10 +137,21 @@ TrainResult Trainer::run() {
     check_loss_memory(config_, world, share.item<double>());
   }
 
-  // Model: identical initial weights on every rank (seeded, then broadcast from rank 0).
+  // Rank 0 repairs what an interrupted save left and decides what to resume from.
+  const std::string checkpoints_dir = (fs::path(run_dir_) / "checkpoints").string();
+  if (rank == 0) {
+    for (const auto& line : clean_checkpoints(checkpoints_dir))
+      spdlog::warn("checkpoints: {}", line);
+  }
+  const std::string resume_from = choose_resume(resume_, checkpoints_dir, *comm_);
+
+  // Model: identical initial weights on every rank (seeded, then broadcast from rank 0). A resumed
+  // run takes its weights from the checkpoint, so it does not need the model.init file any more.
   torch::manual_seed(config_.seed);
   const torch::Device device = resolve_device(config_.device, comm_->local_rank());
-  objective_ = make_objective(config_, dataset->channels(), comm_);
+  Config model_config = config_;
+  if (!resume_from.empty()) model_config.model.init.clear();
+  objective_ = make_objective(model_config, dataset->channels(), comm_);
   objective_->to(device);
   objective_->train();
   // What the optimizer trains: a momentum key encoder follows the encoder instead (end_step).
@@ -150,14 +161,8 @@ TrainResult Trainer::run() {
   auto optimizer = make_optimizer(config_.optim, parameters);
   GradientReducer reducer(parameters, *comm_);
 
-  // Resume: rank 0 repairs what an interrupted save left and decides what to load; every rank
-  // loads the same checkpoint, and all agree that it loaded before anyone trains.
-  const std::string checkpoints_dir = (fs::path(run_dir_) / "checkpoints").string();
-  if (rank == 0) {
-    for (const auto& line : clean_checkpoints(checkpoints_dir))
-      spdlog::warn("checkpoints: {}", line);
-  }
-  const std::string resume_from = choose_resume(resume_, checkpoints_dir, *comm_);
+  // Resume: every rank loads the same checkpoint, and all agree that it loaded before anyone
+  // trains.
   CheckpointInfo resumed;
   if (!resume_from.empty()) {
     const auto load_start = Clock::now();

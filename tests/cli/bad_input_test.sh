@@ -65,6 +65,16 @@ expect_error cuda-without-gpu "device = \"cuda\", but no CUDA device" -- \
   "$bin" train "$tmp/ok.json" --set device=cuda --run-dir "$tmp/r9"
 expect_error usage-no-config "config is required.*see selfsup --help" -- "$bin" train
 expect_error transfer-without-run "not a selfsup run directory" -- "$bin" transfer --run "$tmp/empty"
+expect_error transfer-nothing "transfer needs --run DIR" -- "$bin" transfer
+expect_error export-without-run "not a selfsup run directory" -- "$bin" export --run "$tmp/empty"
+printf '\x10\x00\x00\x00\x00\x00\x00\x00{"w": 1}' >"$tmp/bad.safetensors"
+expect_error embed-bad-file "bad.safetensors: not a valid safetensors file: header length 16 runs past" -- \
+  "$bin" embed --encoder "$tmp/bad.safetensors" --input "$tmp/x.npy" --out "$tmp/y.npy"
+printf '\x0a\x00\x00\x00\x00\x00\x00\x00{"w": 1}  ' >"$tmp/bad2.safetensors"
+expect_error embed-bad-entry "tensor \"w\": expected an object" -- \
+  "$bin" embed --encoder "$tmp/bad2.safetensors" --input "$tmp/x.npy" --out "$tmp/y.npy"
+expect_error init-missing-file "cannot read $tmp/none.safetensors" -- \
+  "$bin" train "$tmp/ok.json" --set model.init="$tmp/none.safetensors" --run-dir "$tmp/r11"
 
 if [[ $failures -gt 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
 echo "all bad-input cases passed"

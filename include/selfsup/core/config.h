@@ -76,6 +76,9 @@ struct ModelConfig {
   int proj_dim = 128;               // projection dimension (where the loss is computed)
   std::string batch_norm = "sync";  // "sync": statistics over the global batch (all ranks), as
                                     // SimCLR's global BN; "local": this rank's slice only
+  std::string init;                 // encoder weights to start from: an encoder.safetensors of
+                                    // `selfsup export` ("" = random initialisation); its
+                                    // architecture must match the fields above
 
   template <typename V>
   void visit(V& v) {
@@ -87,6 +90,7 @@ struct ModelConfig {
     v("head_hidden", head_hidden, 1, 65536);
     v("proj_dim", proj_dim, 1, 65536);
     v("batch_norm", batch_norm, std::vector<std::string>{"sync", "local"});
+    v("init", init);
   }
 };
 
