@@ -12,8 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 #include <opencv2/core/version.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,8 +35,8 @@
 #include "selfsup/train/checkpoint.h"
 #include "selfsup/train/coordinator.h"
 #include "selfsup/train/trainer.h"
-#include "selfsup/transfer/monitor.h"
 #include "selfsup/transfer/export.h"
+#include "selfsup/transfer/monitor.h"
 #include "selfsup/transfer/transfer.h"
 
 namespace fs = std::filesystem;
@@ -220,8 +220,8 @@ int main(int argc, char** argv) {
                     "resume from a checkpoint: auto (the run directory's latest, if any; else "
                     "start fresh) or a checkpoints/step_<N> directory");
 
-  auto* transfer =
-      app.add_subcommand("transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
+  auto* transfer = app.add_subcommand(
+      "transfer", "evaluate a pretrained encoder (linear probe, kNN, fine-tuning)");
   auto* transfer_run_option =
       transfer->add_option("--run", transfer_run, "run directory of a finished pretraining");
   auto* checkpoint_option = transfer->add_option("--checkpoint", checkpoint,
@@ -305,7 +305,8 @@ int main(int argc, char** argv) {
 
     comm = make_communicator(config.dist, config.device == "cuda");
     if (train->parsed() && comm->rank() == 0) {
-      prepare_run_dir(run_dir, config, join_args(argc, argv));
+      prepare_run_dir(run_dir, config, join_args(argc, argv), /*write_config=*/resume.empty());
+      fs::remove(fs::path(run_dir) / "preempted");  // from an earlier, stopped invocation
     }
     comm->barrier();
     init_logging(comm->rank(), (fs::path(run_dir) / "logs").string());
@@ -321,21 +322,29 @@ int main(int argc, char** argv) {
          (encoder_path.empty() ? "transfer" : "transfer-" + fs::path(encoder_path).stem().string()))
             .string();
     if (train->parsed()) {
+      StopSignals stop_signals;  // SIGTERM / SIGUSR1 until the end: checkpoint, then exit 75
       Trainer trainer(config, run_dir, comm, resume);
       // The online kNN monitor (transfer/), scored by the Trainer at epoch ends.
       std::optional<KnnMonitor> monitor;
       if (config.monitor.every_epochs > 0) {
         monitor.emplace(config);
-        trainer.set_monitor(config.monitor.every_epochs, [&](Encoder& encoder) {
-          return monitor->score(encoder, *comm);
-        });
+        trainer.set_monitor(config.monitor.every_epochs,
+                            [&](Encoder& encoder) { return monitor->score(encoder, *comm); });
       }
       const auto trained = trainer.run();
-      if (trained.preempted) {
-        // Every rank returns the same status, so mpirun and srun report it unchanged.
+      // A signal that came after the last step's agreement: all ranks agree now, and stop before
+      // the transfer stage (the final checkpoint is written; a resumed job goes on to transfer).
+      auto signalled = torch::tensor({StopSignals::pending() != 0 ? 1.0 : 0.0}, torch::kDouble);
+      comm->all_reduce_(signalled, ReduceOp::kMax);
+      if (trained.preempted || signalled.item<double>() > 0.0) {
+        // Every rank returns the same status; rank 0 also leaves a marker in the run directory,
+        // for launchers that report another status when ranks end at once (srun
+        // --kill-on-bad-exit): cluster/train.sbatch requeues on either.
         if (comm->rank() == 0) {
+          write_file_atomic((fs::path(run_dir) / "preempted").string(), trained.checkpoint + "\n");
           std::cerr << "selfsup: stopped by a signal after checkpoint " << trained.checkpoint
-                    << "; resume with: selfsup train " << config_path << " --run-dir " << run_dir
+                    << "; resume with: selfsup train "
+                    << (fs::path(run_dir) / "config.json").string() << " --run-dir " << run_dir
                     << " --resume auto" << std::endl;
         }
         return kExitPreempted;

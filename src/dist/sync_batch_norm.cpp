@@ -133,9 +133,14 @@ torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
     invstd = (var + eps_).rsqrt().to(x.scalar_type());
     // Running statistics as torch's BatchNorm keeps them (unbiased variance), identical on every
     // rank because the inputs to the update are.
-    running_mean.mul_(1 - momentum_).add_(global_mean.to(running_mean.scalar_type()), momentum_);
-    running_var.mul_(1 - momentum_)
-        .add_((var * (total / (total - 1))).to(running_var.scalar_type()), momentum_);
+    // A non-finite batch (a step the ranks will agree to skip) leaves them as they were, without a
+    // device sync: the statistics are all-reduced, so every rank keeps or updates alike.
+    const auto new_mean =
+        running_mean * (1 - momentum_) + global_mean.to(running_mean.scalar_type()) * momentum_;
+    const auto new_var = running_var * (1 - momentum_) +
+                         (var * (total / (total - 1))).to(running_var.scalar_type()) * momentum_;
+    running_mean.copy_(torch::where(torch::isfinite(new_mean), new_mean, running_mean));
+    running_var.copy_(torch::where(torch::isfinite(new_var), new_var, running_var));
     num_batches_tracked.add_(1);
     ++batches_seen_;
   }

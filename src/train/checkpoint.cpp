@@ -137,10 +137,25 @@ std::vector<std::string> list_checkpoints(const std::string& checkpoints_dir) {
 void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep) {
   std::string latest;
   if (fs::exists(fs::path(checkpoints_dir) / "latest")) latest = latest_checkpoint(checkpoints_dir);
-  auto all = list_checkpoints(checkpoints_dir);
+  // Oldest written first (not lowest step: after a resume from an earlier checkpoint, the newer
+  // steps of the abandoned branch are the ones to go).
+  std::vector<std::pair<fs::file_time_type, std::string>> all;
+  for (const auto& path : list_checkpoints(checkpoints_dir)) {
+    std::error_code ec;
+    const auto written = fs::last_write_time(fs::path(path) / "meta.json", ec);
+    all.emplace_back(ec ? fs::file_time_type::min() : written, path);
+  }
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   const int64_t excess = static_cast<int64_t>(all.size()) - std::max<int64_t>(1, keep);
   for (int64_t i = 0; i < excess; ++i) {
-    if (all[i] != latest) fs::remove_all(all[i]);
+    const fs::path path(all[i].second);
+    if (path.string() == latest) continue;
+    // Renamed first, so that a kill during the deletion never leaves a half-deleted step_<N>
+    // (clean_checkpoints removes what is left of it).
+    const fs::path doomed = path.parent_path() / (kTmpPrefix + ("del_" + path.filename().string()));
+    fs::rename(path, doomed);
+    fs::remove_all(doomed);
   }
 }
 

@@ -44,19 +44,17 @@ bool starts_with_any(const std::string& key, std::initializer_list<const char*> 
 }  // namespace
 
 StopSignals::StopSignals() {
-  g_stop_signal = 0;
   struct sigaction action {};
   action.sa_handler = record_stop_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // system calls (file writes, MPI polling) carry on
-  for (int signal : kStopSignals) sigaction(signal, &action, nullptr);
+  for (size_t i = 0; i < std::size(kStopSignals); ++i)
+    sigaction(kStopSignals[i], &action, &previous_[i]);
 }
 
 StopSignals::~StopSignals() {
-  struct sigaction action {};
-  action.sa_handler = SIG_DFL;
-  sigemptyset(&action.sa_mask);
-  for (int signal : kStopSignals) sigaction(signal, &action, nullptr);
+  for (size_t i = 0; i < std::size(kStopSignals); ++i)
+    sigaction(kStopSignals[i], &previous_[i], nullptr);
 }
 
 int StopSignals::pending() { return g_stop_signal; }
@@ -163,7 +161,8 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
     std::string message = "cannot resume: the checkpoint was written with a different config: ";
     for (size_t i = 0; i < errors.size(); ++i) message += (i ? "; " : "") + errors[i];
     throw ConfigError(message +
-                      ". Resume with the config of that run (its config.json), or start a new "
+                      ". Resume with the config of that run (its config.json, also in the "
+                      "checkpoint's meta.json), or start a new "
                       "run directory");
   }
   return warnings;

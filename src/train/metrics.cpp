@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "selfsup/core/error.h"
+#include "selfsup/core/files.h"
 
 namespace selfsup {
 namespace fs = std::filesystem;
@@ -34,33 +35,38 @@ MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t resume_step,
       while (std::getline(fields, column, ',')) columns_.push_back(column);
     }
   }
-  jsonl_.open(jsonl, std::ios::trunc);
+  // Rewritten atomically (a kill now must not lose the history), then appended to.
+  std::string text;
+  for (const auto& line : kept_) text += line + '\n';
+  write_file_atomic(jsonl.string(), text);
+  jsonl_.open(jsonl, std::ios::app);
   SELFSUP_CHECK(jsonl_, "cannot write metrics files in ", run_dir,
                 "; check that the run directory is writable");
-  for (const auto& line : kept_) jsonl_ << line << '\n';
-  jsonl_.flush();
   write_csv_head();
 }
 
 void MetricsWriter::write_csv_head() {
   csv_.close();
-  csv_.open(csv_path_, std::ios::trunc);
+  std::ostringstream text;
+  text << std::setprecision(8);
+  if (!columns_.empty()) {
+    for (size_t i = 0; i < columns_.size(); ++i) text << (i ? "," : "") << columns_[i];
+    text << '\n';
+    // Rows kept from before a resume, in these columns (empty where a row lacks one).
+    for (const auto& line : kept_) {
+      const auto kept = nlohmann::json::parse(line);
+      for (size_t i = 0; i < columns_.size(); ++i) {
+        text << (i ? "," : "");
+        const auto it = kept.find(columns_[i]);
+        if (it != kept.end() && it->is_number()) text << it->get<double>();
+      }
+      text << '\n';
+    }
+  }
+  write_file_atomic(csv_path_, text.str());  // atomically, like the JSON lines
+  csv_.open(csv_path_, std::ios::app);
   SELFSUP_CHECK(csv_, "cannot write ", csv_path_, "; check that the run directory is writable");
   csv_ << std::setprecision(8);
-  if (columns_.empty()) return;
-  for (size_t i = 0; i < columns_.size(); ++i) csv_ << (i ? "," : "") << columns_[i];
-  csv_ << '\n';
-  // Rows kept from before a resume, in these columns (empty where a row lacks one).
-  for (const auto& line : kept_) {
-    const auto kept = nlohmann::json::parse(line);
-    for (size_t i = 0; i < columns_.size(); ++i) {
-      csv_ << (i ? "," : "");
-      const auto it = kept.find(columns_[i]);
-      if (it != kept.end() && it->is_number()) csv_ << it->get<double>();
-    }
-    csv_ << '\n';
-  }
-  csv_.flush();
 }
 
 void MetricsWriter::write(const std::vector<std::pair<std::string, double>>& row) {

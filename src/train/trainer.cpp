@@ -66,7 +66,7 @@ double peak_resident_mb() {
 }  // namespace
 
 void prepare_run_dir(const std::string& run_dir, const Config& config,
-                     const std::string& command_line) {
+                     const std::string& command_line, bool write_config) {
   const fs::path dir(run_dir);
   std::error_code ec;
   fs::create_directories(dir / "logs", ec);
@@ -76,7 +76,8 @@ void prepare_run_dir(const std::string& run_dir, const Config& config,
                 (ec ? ": " + ec.message() : std::string(": permission denied")) +
                 "; pass --run-dir with a writable path");
   }
-  write_file_atomic((dir / "config.json").string(), config_to_json(config) + "\n");
+  if (write_config)
+    write_file_atomic((dir / "config.json").string(), config_to_json(config) + "\n");
   // One line per invocation: a resumed run keeps the commands that came before.
   const fs::path commands = dir / "command.txt";
   write_file_atomic(
@@ -144,6 +145,19 @@ TrainResult Trainer::run() {
       spdlog::warn("checkpoints: {}", line);
   }
   const std::string resume_from = choose_resume(resume_, checkpoints_dir, *comm_);
+  if (rank == 0 && resume_from.empty() && !list_checkpoints(checkpoints_dir).empty()) {
+    // A fresh start must not mix with an earlier run's checkpoints (`latest`, pruning); they are
+    // kept aside, never deleted.
+    const std::string aside =
+        checkpoints_dir + ".replaced-" +
+        std::to_string(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()));
+    fs::rename(checkpoints_dir, aside);
+    fs::create_directories(checkpoints_dir);
+    spdlog::warn(
+        "starting fresh: the earlier run's checkpoints in {} were moved to {} (pass "
+        "--resume auto to continue a run)",
+        checkpoints_dir, aside);
+  }
 
   // Model: identical initial weights on every rank (seeded, then broadcast from rank 0). A resumed
   // run takes its weights from the checkpoint, so it does not need the model.init file any more.
@@ -211,6 +225,12 @@ TrainResult Trainer::run() {
         resume_from, resumed.step, resumed.epoch, resumed.step_in_epoch, resumed.version,
         resumed.world_size, 1e3 * seconds_since(load_start));
   }
+  // A run asked to resume writes its config.json only now that the checkpoint fits it (a refused
+  // resume leaves the run's config as it was).
+  if (rank == 0 && !resume_.empty()) {
+    write_file_atomic((fs::path(run_dir_) / "config.json").string(),
+                      config_to_json(config_) + "\n");
+  }
   broadcast_module(*objective_, *comm_);
 
   const int64_t steps_per_epoch = sampler.steps_per_epoch();
@@ -250,7 +270,7 @@ TrainResult Trainer::run() {
           negatives.queue_size,
       negatives.queue_size > 0 ? " once the queue is full" : "");
 
-  std::optional<MetricsWriter> metrics;  // rank 0 writes the run's metrics
+  std::optional<MetricsWriter> metrics;       // rank 0 writes the run's metrics
   std::optional<MetricsWriter> monitor_rows;  // and the kNN monitor's
   if (rank == 0) {
     metrics.emplace(run_dir_, resume_from.empty() ? -1 : resumed.step);
@@ -312,8 +332,7 @@ TrainResult Trainer::run() {
         epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, int64_t(plan.size())) : 0;
     plan.erase(plan.begin(), plan.begin() + first);
     loader.start_epoch(epoch, std::move(plan));
-    int64_t in_epoch = first;
-    for (; step < total_steps; ++in_epoch) {
+    for (int64_t in_epoch = first; step < total_steps; ++in_epoch) {
       const auto wait_start = Clock::now();
       auto batch = loader.next();
       if (!batch) break;
@@ -419,7 +438,21 @@ TrainResult Trainer::run() {
       position.images_seen = images_seen;
       position.skipped_steps = result.skipped_steps;
       position.consecutive_skips = consecutive_skips;
-      if (stop) {
+      // The online monitor at the end of every `monitor_every_`-th epoch, before any checkpoint of
+      // this step: a run resumed from that checkpoint starts the next epoch with the row written.
+      if (monitor_every_ > 0 && epoch_done && (epoch + 1) % monitor_every_ == 0) {
+        const auto t = Clock::now();
+        result.monitor_top1 = monitor_(*objective_->encoder());
+        spdlog::info("epoch {}: kNN monitor top-1 {:.2f}% ({:.1f} s)", epoch, result.monitor_top1,
+                     seconds_since(t));
+        if (monitor_rows)
+          monitor_rows->write({{"step", double(step)},
+                               {"epoch", double(epoch)},
+                               {"knn_top1", result.monitor_top1}});
+      }
+      // A stop at the last step is no stop: the run ends here anyway (the caller still sees the
+      // signal and exits before the transfer stage).
+      if (stop && step < total_steps) {
         if (rank == 0)
           spdlog::warn(
               "step {}: a stop signal reached a rank; writing a checkpoint "
@@ -434,19 +467,6 @@ TrainResult Trainer::run() {
         result.checkpoint = write_checkpoint();
         last_checkpoint_step = step;
       }
-    }
-    // The online monitor at the end of every `monitor_every_`-th complete epoch.
-    const bool epoch_complete = in_epoch >= steps_per_epoch && steps_per_epoch > 0;
-    if (monitor_every_ > 0 && epoch_complete && !result.preempted &&
-        (epoch + 1) % monitor_every_ == 0) {
-      const auto t = Clock::now();
-      result.monitor_top1 = monitor_(*objective_->encoder());
-      spdlog::info("epoch {}: kNN monitor top-1 {:.2f}% ({:.1f} s)", epoch, result.monitor_top1,
-                   seconds_since(t));
-      if (monitor_rows)
-        monitor_rows->write({{"step", double(step)},
-                             {"epoch", double(epoch)},
-                             {"knn_top1", result.monitor_top1}});
     }
   }
   if (bar) progress.finish();

@@ -28,7 +28,8 @@ start() {
   mpirun -np 3 --oversubscribe "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$run" \
     --no-transfer --resume auto \
     --set data.limit_train=2400 train.batch_size=48 train.max_steps=100000 model.width=16 \
-    optim.warmup_steps=2 train.threads=1 checkpoint.every_steps=2 checkpoint.keep=2 "$@" \
+    optim.warmup_steps=2 train.threads=1 train.log_every=1 checkpoint.every_steps=2 checkpoint.keep=2 \
+    monitor.every_epochs=0 "$@" \
     >"$run.out" 2>&1 &
   launcher=$!
 }
@@ -42,24 +43,25 @@ for round in $(seq 1 "$rounds"); do
   from=$(latest_step)
   SECONDS=0
   start
-  # Wait until the run has resumed (or started) and trained past its checkpoint: rank 0 logs the
-  # resume, then rewrites metrics.jsonl up to the checkpoint and appends every step.
+  # Wait until this start has resumed (or started) and trained two steps past its checkpoint, as
+  # its own log says (metrics.jsonl may still hold rows of the killed run).
   expect="objective simclr"
   ((from > 0)) && expect="resumed from $ckpt/step_$from (step $from"
   for _ in $(seq 1 900); do
-    if grep -q "$expect" "$run.out" && [[ -s "$run/metrics.jsonl" ]] &&
-       (($(tail -1 "$run/metrics.jsonl" | jq -r '.step // 0') > from + 1)); then break; fi
+    if grep -q "$expect" "$run.out" && grep -q "step $((from + 2))/" "$run.out"; then break; fi
     kill -0 "$launcher" 2>/dev/null || { cat "$run.out"; echo "FAIL: round $round: the run ended before training (expected: $expect)"; exit 1; }
     sleep 0.1
   done
-  grep -q "$expect" "$run.out" || { cat "$run.out"; echo "FAIL: round $round: no '$expect' after 90 s"; exit 1; }
+  grep -q "step $((from + 2))/" "$run.out" || { cat "$run.out"; echo "FAIL: round $round: no step $((from + 2)) after 90 s"; exit 1; }
+  grep -q "$expect" "$run.out" || { cat "$run.out"; echo "FAIL: round $round: no '$expect'"; exit 1; }
   t_ready=$SECONDS
   ranks=($(pgrep -f "^$bin train .*$run" || true))
   [[ ${#ranks[@]} -eq 3 ]] || { echo "FAIL: round $round: ${#ranks[@]} rank processes, expected 3"; exit 1; }
   if ((round % 2 == 1)); then
     # During a checkpoint write: wait for rank 0's temporary directory, then kill rank 0 at once.
     victim=$(pgrep -f "^$bin train .*$run" | head -1)  # the lowest pid: rank 0 in practice
-    for _ in $(seq 1 20000); do compgen -G "$ckpt/.tmp_step_*" >/dev/null && break; done
+    end=$((SECONDS + 30))
+    while ((SECONDS < end)); do compgen -G "$ckpt/.tmp_step_*" >/dev/null && break; sleep 0.002; done
     kill -KILL "$victim"
     compgen -G "$ckpt/.tmp_step_*" >/dev/null && mid_write=$((mid_write + 1))
     when="during a checkpoint write"

@@ -22,6 +22,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 
 # 1024 images, global batch 64: 16 steps per epoch; 24 steps cross into the second epoch.
 settings=(data.limit_train=1024 train.batch_size=64 model.width=8 model.head_hidden=64
+          monitor.every_epochs=1 monitor.train_samples=256 monitor.test_samples=128
           optim.warmup_steps=4 train.threads=1 train.log_every=100
           negatives.source=batch+queue negatives.queue_size=256 negatives.momentum=0.9)
 
@@ -29,25 +30,31 @@ settings=(data.limit_train=1024 train.batch_size=64 model.width=8 model.head_hid
 losses_after() { jq -r --argjson k "$2" 'select(.step > $k) | "\(.step) \(.loss)"' "$1"; }
 
 check_exact() {
-  local what=$1
-  shift
+  local what=$1 k=$2
+  shift 2
   local launcher=("$@")
   local a=$tmp/$what-a b=$tmp/$what-b
   "${launcher[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$a" --no-transfer \
-    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=12 >"$a.out" 2>&1 \
+    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=$k >"$a.out" 2>&1 \
     || { cat "$a.out"; echo "FAIL: $what: the uninterrupted run failed"; exit 1; }
-  [[ -d "$a/checkpoints/step_12" && -d "$a/checkpoints/step_24" ]] \
-    || { ls "$a/checkpoints"; echo "FAIL: $what: checkpoints step_12 and step_24 expected"; exit 1; }
+  [[ -d "$a/checkpoints/step_$k" && -d "$a/checkpoints/step_24" ]] \
+    || { ls "$a/checkpoints"; echo "FAIL: $what: checkpoints step_$k and step_24 expected"; exit 1; }
   "${launcher[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$b" --no-transfer \
-    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=12 \
-    --resume "$a/checkpoints/step_12" >"$b.out" 2>&1 \
+    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=$k \
+    --resume "$a/checkpoints/step_$k" >"$b.out" 2>&1 \
     || { cat "$b.out"; echo "FAIL: $what: the resumed run failed"; exit 1; }
-  grep -q "resumed from $a/checkpoints/step_12 (step 12, epoch 0, position 12" "$b/logs/rank0.log" \
+  grep -q "resumed from $a/checkpoints/step_$k (step $k, epoch $((k / 16)), position $((k % 16))" "$b/logs/rank0.log" \
     || { cat "$b.out"; echo "FAIL: $what: no resume line in the log"; exit 1; }
-  diff <(losses_after "$a/metrics.jsonl" 12) <(losses_after "$b/metrics.jsonl" 12) \
-    || { echo "FAIL: $what: losses of steps 13..24 differ after the resume"; exit 1; }
-  [[ $(losses_after "$b/metrics.jsonl" 12 | wc -l) -eq 12 ]] \
-    || { echo "FAIL: $what: expected 12 resumed steps"; exit 1; }
+  diff <(losses_after "$a/metrics.jsonl" "$k") <(losses_after "$b/metrics.jsonl" "$k") \
+    || { echo "FAIL: $what: losses of steps after $k differ after the resume"; exit 1; }
+  [[ $(losses_after "$b/metrics.jsonl" "$k" | wc -l) -eq $((24 - k)) ]] \
+    || { echo "FAIL: $what: expected $((24 - k)) resumed steps"; exit 1; }
+  # The kNN monitor scores epoch 0 once, at step 16: in the resumed run too when it resumed before
+  # it, and not again when it resumed from the checkpoint after it.
+  local want_b="16 "
+  ((k >= 16)) && want_b=""
+  [[ "$(jq -r .step "$a/monitor.jsonl" | tr '\n' ' ')" == "16 " && "$(jq -r .step "$b/monitor.jsonl" 2>/dev/null | tr '\n' ' ')" == "$want_b" ]] \
+    || { echo "FAIL: $what: monitor rows $(jq -c . "$a/monitor.jsonl" "$b/monitor.jsonl")"; exit 1; }
   for f in model.pt rng.pt; do
     cmp "$a/checkpoints/step_24/$f" "$b/checkpoints/step_24/$f" \
       || { echo "FAIL: $what: $f of step 24 differs between the runs"; exit 1; }
@@ -62,13 +69,14 @@ check_exact() {
   diff <(losses_after "$a/metrics.jsonl" 24) <(losses_after "$b/metrics.jsonl" 24) >/dev/null \
     && cmp "$a/checkpoints/step_26/model.pt" "$b/checkpoints/step_26/model.pt" \
     || { echo "FAIL: $what: the optimizer states of step 24 differ (steps 25-26 diverge)"; exit 1; }
-  echo "ok   $what: steps 13-24 and the final model, optimizer and RNG states are bitwise identical"
+  echo "ok   $what: steps $((k + 1))-24 and the final model, optimizer and RNG states are bitwise identical"
 }
 
 # 1. Exact resume.
-check_exact "1-rank"
+check_exact "1-rank" 12
+check_exact "1-rank-epoch-end" 16  # the checkpoint at the end of epoch 0, after its monitor row
 if [[ "$("$bin" info)" == *"MPI        Open MPI"* ]] && command -v mpirun >/dev/null; then
-  check_exact "2-rank" mpirun -np 2 --oversubscribe
+  check_exact "2-rank" 12 mpirun -np 2 --oversubscribe
   mpi=1
 else
   echo "skip 2-rank and preemption parts: selfsup built without MPI"

@@ -140,6 +140,14 @@ TEST(Checkpoint, PruneKeepsTheNewestAndLatest) {
   prune_checkpoints(dir.string(), 1);
   EXPECT_EQ(list_checkpoints(dir.string()).size(), 2u);  // step_20 is the newest; step_15 latest
   EXPECT_EQ(latest_checkpoint(dir.string()), (dir / "step_15").string());
+  // A run resumed from step_15 writes step_17 and step_19: the abandoned step_20 goes first.
+  save_checkpoint(dir.string(), info_for(17), *model, nullptr);
+  save_checkpoint(dir.string(), info_for(19), *model, nullptr);
+  prune_checkpoints(dir.string(), 2);
+  names.clear();
+  for (const auto& path : list_checkpoints(dir.string()))
+    names.push_back(fs::path(path).filename().string());
+  EXPECT_EQ(names, (std::vector<std::string>{"step_17", "step_19"}));
 }
 
 TEST(Checkpoint, CleanRepairsWhatAnInterruptedSaveLeft) {

@@ -3,6 +3,7 @@
 // decides what to resume from and broadcasts it; a stop signal on any rank reaches every rank
 // through the step's one all-reduce, so all of them checkpoint at the same step and exit.
 
+#include <csignal>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -18,7 +19,9 @@ namespace selfsup {
 constexpr int kExitPreempted = 75;
 
 /// Catches SIGTERM and SIGUSR1 (what Slurm sends before a time limit or a preemption) while it
-/// lives, restoring the previous handlers after. The handler only records the signal; the
+/// lives, restoring the previous handlers after. The CLI holds one for the whole `train` command
+/// (a signal during start-up or the transfer stage is not fatal either); the Trainer holds one so
+/// that library users get the same behaviour. The handler only records the signal; the
 /// training loop asks pending() once per step.
 class StopSignals {
  public:
@@ -26,10 +29,14 @@ class StopSignals {
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
-  /// The signal received on this rank since construction, or 0.
+  /// The last stop signal this process received while a StopSignals lived (nested ones share
+  /// it), or 0.
   static int pending();
   /// Forgets a received signal (tests).
   static void clear();
+
+ private:
+  struct sigaction previous_[2];  // the handlers of SIGTERM and SIGUSR1 before this object
 };
 
 /// Fault injection for tests of the skip path: the steps (1-based) at which this rank's loss is

@@ -63,8 +63,10 @@ class Trainer {
 /// Creates the run directory (`logs/`, `checkpoints/`), saves the resolved config as config.json
 /// and appends the command line to command.txt. Throws Error naming the directory when it cannot be
 /// written.
+/// With `write_config` false (a run asked to resume) config.json is left as it is; the Trainer
+/// writes it once the checkpoint has been checked against the config.
 void prepare_run_dir(const std::string& run_dir, const Config& config,
-                     const std::string& command_line);
+                     const std::string& command_line, bool write_config = true);
 
 /// Intra-op threads for this rank: `requested`, or all cores shared by the ranks on this node.
 int choose_threads(int requested, int local_ranks);
