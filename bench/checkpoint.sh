@@ -48,14 +48,14 @@ for pair in convnet:configs/fashion_mnist_simclr.json:40 resnet18:configs/fashio
   read -r py_save py_load < <(/usr/bin/python3 - "$run/checkpoints/step_$steps" <<'PY'
 import os, sys, time, statistics, torch
 ckpt = sys.argv[1]
-# The same tensors as selfsup's checkpoint: its archives are TorchScript modules.
-state = {}
-for f in ("model.pt", "optimizer.pt", "rng.pt"):
-    m = torch.jit.load(os.path.join(ckpt, f), map_location="cpu")
-    for n, t in list(m.named_parameters()) + list(m.named_buffers()):
-        state[f + ":" + n] = t.detach().clone()
-    for n, t in m.state_dict().items():
-        state.setdefault(f + ":" + n, t.detach().clone())
+# The same training state as selfsup's checkpoint: the model's tensors (its archive is a
+# TorchScript module), Adam's two moments and step of every trained parameter, the RNG state.
+model = torch.jit.load(os.path.join(ckpt, "model.pt"), map_location="cpu")
+tensors = {n: t.detach().clone() for n, t in model.state_dict().items()}
+adam = {n: {"step": torch.tensor(1.0), "exp_avg": t.detach().clone(),
+            "exp_avg_sq": t.detach().clone()}
+        for n, t in model.named_parameters() if not n.startswith("key_")}
+state = {"model": tensors, "optimizer": adam, "rng": torch.get_rng_state()}
 out = os.path.join(os.path.dirname(ckpt), "py.pt")
 saves, loads = [], []
 for _ in range(5):
