@@ -263,6 +263,18 @@ void check_config(const Config& config, const std::string& source) {
          std::to_string(config.train.batch_size) + " x " + std::to_string(config.augment.views) +
          " = " + std::to_string(per_step) + " (e.g. " + examples + ")");
   }
+  const auto& augment = config.augment;
+  for (const auto& [key, values] : {std::pair{"mean", &augment.mean}, {"std", &augment.std}}) {
+    if (values->size() != 1 && values->size() != 3) {
+      fail(std::string("augment.") + key + " has " + std::to_string(values->size()) +
+           " values; give one value for every channel, or one value for all of them");
+    }
+  }
+  if (augment.size > 0 && augment.local_size > augment.size) {
+    fail("augment.local_size = " + std::to_string(augment.local_size) +
+         " is larger than the global views' augment.size = " + std::to_string(augment.size) +
+         "; local views are the small crops");
+  }
   const auto& finetune = config.transfer.finetune;
   if (finetune.enabled && finetune.fractions.empty()) {
     fail(

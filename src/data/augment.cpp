@@ -32,7 +32,7 @@ void check_config(const AugmentConfig& config) {
   SELFSUP_CHECK(config.blur_sigma.size() == 2 && config.blur_sigma[0] >= 0 &&
                     config.blur_sigma[0] <= config.blur_sigma[1],
                 "augment.blur_sigma must be a pair [min, max] with 0 <= min <= max");
-  SELFSUP_CHECK(config.std > 0, "augment.std = ", config.std, " must be > 0");
+  SELFSUP_CHECK(!config.std.empty() && config.std[0] > 0, "augment.std must be > 0");
 }
 
 void check_image(const cv::Mat& image) {
@@ -51,8 +51,8 @@ cv::Mat to_unit_float(const cv::Mat& image) {
 // float32 [H, W] -> (x - mean) / std written row-major into `out` (H*W floats).
 void normalise(const cv::Mat& pixels, const AugmentConfig& config, float* out) {
   SELFSUP_ASSERT(pixels.type() == CV_32F && pixels.isContinuous());
-  const float mean = static_cast<float>(config.mean);
-  const float std = static_cast<float>(config.std);
+  const float mean = static_cast<float>(config.mean[0]);
+  const float std = static_cast<float>(config.std[0]);
   const float* in = pixels.ptr<float>();
   const size_t count = pixels.total();
   for (size_t i = 0; i < count; ++i) out[i] = (in[i] - mean) / std;

@@ -253,7 +253,7 @@ void write_idx(const std::string& path, const IdxArray& array) {
 
 IdxDataset::IdxDataset(const std::string& images_path, const std::string& labels_path,
                        std::string name, int64_t limit)
-    : name_(std::move(name)) {
+    : images_path_(images_path), name_(std::move(name)) {
   SELFSUP_CHECK(limit >= 0, "IdxDataset: limit = ", limit, " must be >= 0 (0 = all samples)");
   IdxArray images = read_idx(images_path);
   IdxArray labels = read_idx(labels_path);
@@ -295,6 +295,10 @@ Sample IdxDataset::get(int64_t index) const {
               image_bytes);
   sample.label = labels_[static_cast<size_t>(index)];
   return sample;
+}
+
+std::string IdxDataset::source(int64_t index) const {
+  return detail::concat(images_path_, "#", index);
 }
 
 std::string IdxDataset::describe() const {

@@ -21,16 +21,23 @@ std::vector<double> channel_values(const json& normalization, const char* name, 
   return value.get<std::vector<double>>();
 }
 
+// `values` (one value for all channels, or one per channel) as one value per channel.
+std::vector<double> channel_list(const std::vector<double>& values, int64_t channels) {
+  if (values.size() == 1) return std::vector<double>(size_t(channels), values[0]);
+  SELFSUP_CHECK(int64_t(values.size()) == channels, "the normalisation lists ", values.size(),
+                " values for ", channels, "-channel images");
+  return values;
+}
+
 }  // namespace
 
 std::map<std::string, std::string> encoder_file_metadata(const Config& config,
                                                          const Encoder& encoder,
                                                          const EncoderExportInfo& info) {
-  // The augmentation normalises every channel with the same mean and std; the file lists them per
-  // channel, as torchvision's Normalize takes them.
+  // The file lists the normalisation per channel, as torchvision's Normalize takes it.
   const json normalization = {
-      {"mean", std::vector<double>(size_t(info.channels), config.augment.mean)},
-      {"std", std::vector<double>(size_t(info.channels), config.augment.std)}};
+      {"mean", channel_list(config.augment.mean, info.channels)},
+      {"std", channel_list(config.augment.std, info.channels)}};
   return {{"format", kEncoderFileFormat},
           {"architecture", encoder_architecture(config.model).dump()},
           {"input_size", json({info.channels, info.height, info.width}).dump()},

@@ -54,8 +54,8 @@ std::vector<float> normalised(const cv::Mat& unit, const AugmentConfig& config) 
   std::vector<float> out;
   for (int y = 0; y < unit.rows; ++y) {
     for (int x = 0; x < unit.cols; ++x) {
-      out.push_back((unit.at<float>(y, x) - static_cast<float>(config.mean)) /
-                    static_cast<float>(config.std));
+      out.push_back((unit.at<float>(y, x) - static_cast<float>(config.mean[0])) /
+                    static_cast<float>(config.std[0]));
     }
   }
   return out;
@@ -68,7 +68,7 @@ TEST(AugmentTest, PlainIsNormalisedPixels) {
   const std::vector<float> out = plain_of(augment, image);
   ASSERT_EQ(out.size(), 35u);
   for (int i = 0; i < 35; ++i) {
-    const double expected = (image.data[i] / 255.0 - config.mean) / config.std;
+    const double expected = (image.data[i] / 255.0 - config.mean[0]) / config.std[0];
     EXPECT_NEAR(out[i], expected, 1e-5);
   }
 }
@@ -100,8 +100,8 @@ TEST(AugmentTest, OutputShapeAndRange) {
   AugmentConfig config;
   config.blur_prob = 0.5;
   const SimClrAugment augment(config);
-  const float lo = static_cast<float>((0.0 - config.mean) / config.std);
-  const float hi = static_cast<float>((1.0 - config.mean) / config.std);
+  const float lo = static_cast<float>((0.0 - config.mean[0]) / config.std[0]);
+  const float hi = static_cast<float>((1.0 - config.mean[0]) / config.std[0]);
   // Non-square images too: the output has the input's size.
   for (const cv::Size size : {cv::Size(28, 28), cv::Size(20, 12), cv::Size(9, 31)}) {
     const cv::Mat image = make_image(size.height, size.width);
@@ -192,7 +192,7 @@ TEST(AugmentTest, BrightnessOnlyScalesPixels) {
     for (size_t i = 0; i < out.size(); ++i) {
       const double x = image.data[i] / 255.0;
       if (x > 0.3 && x < 0.6) {
-        factor = (out[i] * config.std + config.mean) / x;
+        factor = (out[i] * config.std[0] + config.mean[0]) / x;
         break;
       }
     }
@@ -200,7 +200,7 @@ TEST(AugmentTest, BrightnessOnlyScalesPixels) {
     ASSERT_LE(factor, 1.4 + 1e-4);
     for (size_t i = 0; i < out.size(); ++i) {
       const double expected = std::min(1.0, image.data[i] / 255.0 * factor);
-      ASSERT_NEAR(out[i] * config.std + config.mean, expected, 1e-4);
+      ASSERT_NEAR(out[i] * config.std[0] + config.mean[0], expected, 1e-4);
     }
   }
 }
@@ -219,7 +219,7 @@ TEST(AugmentTest, ContrastOnlyBlendsWithMean) {
   for (size_t i = 0; i < out.size(); ++i) {
     const double x = image.data[i] / 255.0;
     if (std::abs(x - mean) > 0.1 && std::abs(x - mean) < 0.3) {
-      factor = (out[i] * config.std + config.mean - mean) / (x - mean);
+      factor = (out[i] * config.std[0] + config.mean[0] - mean) / (x - mean);
       break;
     }
   }
@@ -228,7 +228,7 @@ TEST(AugmentTest, ContrastOnlyBlendsWithMean) {
   for (size_t i = 0; i < out.size(); ++i) {
     const double x = image.data[i] / 255.0;
     const double expected = std::clamp((x - mean) * factor + mean, 0.0, 1.0);
-    ASSERT_NEAR(out[i] * config.std + config.mean, expected, 1e-4);
+    ASSERT_NEAR(out[i] * config.std[0] + config.mean[0], expected, 1e-4);
   }
 }
 

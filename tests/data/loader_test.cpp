@@ -48,6 +48,7 @@ class FakeDataset : public Dataset {
   int channels() const override { return 1; }
   int height() const override { return kHeight; }
   int width() const override { return kWidth; }
+  std::string source(int64_t index) const override { return "fake#" + std::to_string(index); }
   std::string describe() const override { return "fake (" + std::to_string(count_) + ")"; }
 
   int64_t gets() const { return gets_.load(); }

@@ -38,6 +38,7 @@ class PatternDataset : public Dataset {
   int channels() const override { return 1; }
   int height() const override { return kSide; }
   int width() const override { return kSide; }
+  std::string source(int64_t index) const override { return "pattern#" + std::to_string(index); }
   std::string describe() const override {
     return "pattern (" + std::to_string(count_) + " images)";
   }

@@ -13,55 +13,115 @@
 
 namespace selfsup {
 
+/// Parameters of the synthetic dataset (data.dataset = "synthetic"): procedurally drawn images
+/// whose class decides their shapes and colours, for tests and benchmarks.
+struct SyntheticConfig {
+  int64_t train_size = 2048;  // training images
+  int64_t test_size = 512;    // test images
+  int image_size = 32;        // side of the square images, pixels
+  int channels = 3;           // 1 (grayscale) or 3 (RGB)
+  int classes = 10;           // number of classes
+
+  template <typename V>
+  void visit(V& v) {
+    v("train_size", train_size, 1, INT64_MAX);
+    v("test_size", test_size, 1, INT64_MAX);
+    v("image_size", image_size, 4, 4096);
+    v("channels", channels, 1, 3);
+    v("classes", classes, 2, 100000);
+  }
+};
+
 /// Where the images come from.
 struct DataConfig {
-  std::string dataset = "idx";  // dataset format: "idx" (Fashion-MNIST / MNIST files)
+  // Dataset format: "idx" (MNIST / Fashion-MNIST files), "cifar10" / "cifar100" (the binary
+  // versions), "folder" (one sub-folder per class of JPEG/PNG files), "tar" (WebDataset-style
+  // shards: NNNN.jpg + NNNN.cls members in .tar files), "synthetic" (see SyntheticConfig).
+  std::string dataset = "idx";
   std::string root = "/usr/share/datasets/fashion-mnist";  // folder holding the dataset files
   std::string name = "fashion-mnist";                      // dataset name, for reports
+  std::string train_split = "train";  // folder / tar: sub-folder (or shard prefix) of the train split
+  std::string test_split = "val";     // folder / tar: sub-folder (or shard prefix) of the test split
+  bool index_cache = true;  // folder / tar: cache the file index under the root (or run dir)
   int64_t limit_train = 0;  // use only the first N training images (0 = all)
   int64_t limit_test = 0;   // use only the first N test images (0 = all)
   int workers = 2;          // loader worker threads
   int prefetch = 4;         // batches prepared ahead (bounded queue)
+  bool pin_memory = true;   // CUDA only: batches are assembled in pinned (page-locked) memory
+  // Unreadable samples are replaced by a deterministic substitute; above this fraction of the
+  // samples seen, the run stops with the worst files listed.
+  double max_bad_fraction = 0.01;
+  SyntheticConfig synthetic;
 
   template <typename V>
   void visit(V& v) {
-    v("dataset", dataset, std::vector<std::string>{"idx"});
+    v("dataset", dataset,
+      std::vector<std::string>{"idx", "cifar10", "cifar100", "folder", "tar", "synthetic"});
     v("root", root);
     v("name", name);
+    v("train_split", train_split);
+    v("test_split", test_split);
+    v("index_cache", index_cache);
     v("limit_train", limit_train, 0, INT64_MAX);
     v("limit_test", limit_test, 0, INT64_MAX);
     v("workers", workers, 1, 256);
     v("prefetch", prefetch, 1, 1024);
+    v("pin_memory", pin_memory);
+    v("max_bad_fraction", max_bad_fraction, 0.0, 1.0);
+    v("synthetic", synthetic);
   }
 };
 
-/// The SimCLR augmentation recipe for one view (small grayscale images).
+/// The SimCLR augmentation recipe, per view: V global views plus L local views (multi-crop).
+/// Colour steps (saturation, hue, grayscale) are skipped on grayscale images.
 struct AugmentConfig {
-  int views = 2;                                    // views per image
-  std::vector<double> crop_scale{0.2, 1.0};         // random resized crop: area fraction range
+  int views = 2;                                    // global views per image
+  int size = 0;                                     // side of a global view (0 = the image's)
+  std::vector<double> crop_scale{0.2, 1.0};         // global crops: area fraction range
   std::vector<double> crop_ratio{0.75, 4.0 / 3.0};  // random resized crop: aspect ratio range
+  int local_views = 0;                              // local (small) views per image
+  int local_size = 0;                               // side of a local view (0 = size * 3 / 7)
+  std::vector<double> local_crop_scale{0.05, 0.4};  // local crops: area fraction range
   double flip_prob = 0.5;                           // horizontal flip probability
-  double jitter_prob = 0.8;                         // probability of brightness/contrast jitter
+  double jitter_prob = 0.8;                         // probability of colour jitter
   double brightness = 0.4;                          // brightness factor drawn from [1-b, 1+b]
   double contrast = 0.4;                            // contrast factor drawn from [1-c, 1+c]
+  double saturation = 0.4;                          // saturation factor drawn from [1-s, 1+s]
+  double hue = 0.1;                                 // hue shift drawn from [-h, h] (turns)
+  double grayscale_prob = 0.2;                      // random grayscale probability
   double blur_prob = 0.0;                           // Gaussian blur probability
   std::vector<double> blur_sigma{0.1, 2.0};         // blur sigma range, pixels
-  double mean = 0.2860;                             // normalisation mean (Fashion-MNIST train)
-  double std = 0.3530;                              // normalisation standard deviation
+  double solarize_prob = 0.0;                       // solarization probability
+  double solarize_threshold = 0.5;                  // pixels >= threshold are inverted
+  std::vector<double> mean{0.2860};  // normalisation mean, one value or one per channel
+  std::vector<double> std{0.3530};   // normalisation standard deviation, likewise
+  // Where the augmentations run: "cpu" (OpenCV, in the loader's threads) or "device" (batched
+  // tensor ops on the training device, e.g. the GPU; the loader only decodes and resizes).
+  std::string backend = "cpu";
 
   template <typename V>
   void visit(V& v) {
     v("views", views, 2, 16);
+    v("size", size, 0, 4096);
     v("crop_scale", crop_scale, 0.0, 1.0, /*ordered_pair=*/true);
     v("crop_ratio", crop_ratio, 0.01, 100.0, /*ordered_pair=*/true);
+    v("local_views", local_views, 0, 32);
+    v("local_size", local_size, 0, 4096);
+    v("local_crop_scale", local_crop_scale, 0.0, 1.0, /*ordered_pair=*/true);
     v("flip_prob", flip_prob, 0.0, 1.0);
     v("jitter_prob", jitter_prob, 0.0, 1.0);
     v("brightness", brightness, 0.0, 1.0);
     v("contrast", contrast, 0.0, 1.0);
+    v("saturation", saturation, 0.0, 1.0);
+    v("hue", hue, 0.0, 0.5);
+    v("grayscale_prob", grayscale_prob, 0.0, 1.0);
     v("blur_prob", blur_prob, 0.0, 1.0);
     v("blur_sigma", blur_sigma, 0.0, 100.0, /*ordered_pair=*/true);
-    v("mean", mean, -10.0, 10.0);
-    v("std", std, 1e-6, 100.0);
+    v("solarize_prob", solarize_prob, 0.0, 1.0);
+    v("solarize_threshold", solarize_threshold, 0.0, 1.0);
+    v("mean", mean, -10.0, 10.0, /*ordered_pair=*/false);
+    v("std", std, 1e-6, 100.0, /*ordered_pair=*/false);
+    v("backend", backend, std::vector<std::string>{"cpu", "device"});
   }
 };
 

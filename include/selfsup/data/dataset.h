@@ -7,6 +7,8 @@
 #include <opencv2/core/mat.hpp>
 #include <string>
 
+#include "selfsup/core/error.h"
+
 namespace selfsup {
 
 struct DataConfig;
@@ -17,6 +19,21 @@ struct Sample {
   int64_t label = -1;  // class index, or -1 when the dataset has no labels
 };
 
+/// A sample that cannot be used: a zero-byte, truncated, non-image or unreadable file, or an image
+/// smaller than the crop. Datasets throw it from get(); the loader replaces the sample by a
+/// deterministic substitute, logs `source` once and counts it (data.max_bad_fraction).
+class BadSampleError : public Error {
+ public:
+  BadSampleError(std::string source, std::string reason)
+      : Error(source + ": " + reason), source_(std::move(source)), reason_(std::move(reason)) {}
+  const std::string& source() const { return source_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string source_;
+  std::string reason_;
+};
+
 /// Random-access, thread-safe (const) image dataset.
 class Dataset {
  public:
@@ -24,11 +41,16 @@ class Dataset {
   /// Number of samples.
   virtual int64_t size() const = 0;
   /// Decodes sample `index` (0 <= index < size()). Must be safe to call from several threads.
+  /// Throws BadSampleError when that one sample cannot be used (other errors stop the run).
   virtual Sample get(int64_t index) const = 0;
+  /// Where sample `index` comes from, for logs: a file path, "shard.tar:member" or "file#index".
+  virtual std::string source(int64_t index) const = 0;
   /// Number of classes (labels are in [0, num_classes)).
   virtual int64_t num_classes() const = 0;
-  /// Channels, height and width of every image.
+  /// Channels of every image (1 or 3; decoded colour images are RGB).
   virtual int channels() const = 0;
+  /// Height and width of every image; 0 when the images vary in size (folders, tar shards), in
+  /// which case augment.size must be set.
   virtual int height() const = 0;
   virtual int width() const = 0;
   /// A short description for logs and reports, e.g. "fashion-mnist train (60000 images)".

@@ -40,8 +40,10 @@ class IdxDataset : public Dataset {
   int height() const override { return height_; }
   int width() const override { return width_; }
   std::string describe() const override;
+  std::string source(int64_t index) const override;
 
  private:
+  std::string images_path_;
   std::vector<uint8_t> pixels_;  // [count, height, width]
   std::vector<uint8_t> labels_;  // [count]
   std::string name_;

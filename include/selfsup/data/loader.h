@@ -21,11 +21,19 @@ namespace selfsup {
 
 /// One rank's slice of a global batch.
 struct Batch {
-  torch::Tensor views;    // [V, B_local, C, H, W] float32, normalised
+  // augment.backend "cpu": the augmented views. [V, B_local, C, S, S] float32, normalised
+  // (S = augment.size); the local views of multi-crop are [L, B_local, C, s, s] (s =
+  // augment.local_size), undefined when augment.local_views = 0.
+  torch::Tensor views;
+  torch::Tensor local_views;
+  // augment.backend "device": the decoded images, [B_local, C, S, S] uint8, resized but not
+  // augmented (views and local_views are then undefined; the trainer augments on the device).
+  torch::Tensor images;
   torch::Tensor labels;   // [B_local] int64 (unused by self-supervised objectives; kept for probes)
   torch::Tensor indices;  // [B_local] int64 dataset indices
   int64_t epoch = 0;
   int64_t step_in_epoch = 0;
+  int64_t bad_samples = 0;  // samples of this batch replaced by their deterministic substitute
 };
 
 struct LoaderOptions {
