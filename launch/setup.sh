@@ -8,9 +8,9 @@ usage() {
 Usage: launch/setup.sh [--help]
 
 Installs the Debian packages selfsup needs to build, test and run (LibTorch, Open MPI, OpenCV,
-nlohmann-json, spdlog, CLI11, GoogleTest, zlib, Fashion-MNIST, Python PyTorch for reference
-benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache, clang and libFuzzer for the fuzz
-test). Runs apt-get only for what is missing.
+nlohmann-json, spdlog, CLI11, GoogleTest, zlib, libarchive, Fashion-MNIST, Python PyTorch and
+torchvision for reference benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache, clang
+and libFuzzer for the fuzz test). Runs apt-get only for what is missing.
 Needs root or sudo when something is missing.
 USAGE
 }
@@ -26,6 +26,10 @@ packages=(
   zlib1g-dev
   dataset-fashion-mnist
   python3-torch python3-numpy
+  # bench/loader.sh and the augmentation tests compare against torchvision's transforms.
+  python3-torchvision python3-pil
+  # data.dataset = "tar": WebDataset-style shards read with libarchive.
+  libarchive-dev
   # Debian's LibTorch links libblas.so.3; without OpenBLAS that is the slow reference BLAS.
   libopenblas0-pthread
   gnuplot-nox

@@ -239,13 +239,13 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // Rules that tie several keys together (each key's own range is checked by its visit()).
 void check_config(const Config& config, const std::string& source) {
   const auto& negatives = config.negatives;
-  const int64_t per_step = config.train.batch_size * config.augment.views;
+  const int64_t per_step = config.train.batch_size * config.augment.total_views();
   const bool uses_queue = negatives.source != "batch";
   auto fail = [&](const std::string& message) { throw ConfigError(source + ": " + message); };
   if (uses_queue && negatives.queue_size == 0) {
     fail("negatives.source = \"" + negatives.source +
          "\" needs a queue: set negatives.queue_size to a multiple of train.batch_size x "
-         "augment.views = " +
+         "views per image (augment.views + augment.local_views) = " +
          std::to_string(per_step) + " (e.g. " + std::to_string(16 * per_step) + ")");
   }
   if (!uses_queue && negatives.queue_size > 0) {
@@ -259,9 +259,11 @@ void check_config(const Config& config, const std::string& source) {
         lower > 0 ? std::to_string(lower) + " or " + std::to_string(lower + per_step)
                   : std::to_string(per_step);
     fail("negatives.queue_size = " + std::to_string(negatives.queue_size) +
-         " must be a multiple of the keys enqueued per step, train.batch_size x augment.views = " +
-         std::to_string(config.train.batch_size) + " x " + std::to_string(config.augment.views) +
-         " = " + std::to_string(per_step) + " (e.g. " + examples + ")");
+         " must be a multiple of the keys enqueued per step, train.batch_size x views per image "
+         "(augment.views + augment.local_views) = " +
+         std::to_string(config.train.batch_size) + " x " +
+         std::to_string(config.augment.total_views()) + " = " + std::to_string(per_step) +
+         " (e.g. " + examples + ")");
   }
   const auto& augment = config.augment;
   for (const auto& [key, values] : {std::pair{"mean", &augment.mean}, {"std", &augment.std}}) {

@@ -25,14 +25,14 @@ void NegativeQueueImpl::push(const torch::Tensor& keys) {
   const int64_t n = keys.size(0);
   SELFSUP_CHECK(n >= 1 && capacity_ % n == 0, "negative queue: ", n,
                 " keys per push do not divide the capacity ", capacity_,
-                "; negatives.queue_size must be a multiple of train.batch_size x augment.views");
+                "; negatives.queue_size must be a multiple of train.batch_size x views per image");
   torch::NoGradGuard no_grad;
   const auto state = state_.cpu();
   const int64_t next = state[0].item<int64_t>(), filled = state[1].item<int64_t>();
   SELFSUP_CHECK(next % n == 0, "negative queue: write position ", next,
                 " is not a multiple of the push size ", n,
                 " (the queue was restored from a checkpoint written with another "
-                "train.batch_size or augment.views; set them back, or start without the "
+                "train.batch_size, augment.views or augment.local_views; set them back, or start without the "
                 "checkpoint)");
   keys_.narrow(0, next, n).copy_(keys.detach());
   state_.copy_(

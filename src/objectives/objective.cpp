@@ -34,7 +34,7 @@ NormFactory make_norm_factory(const ModelConfig& model, std::shared_ptr<Communic
 }
 
 double contrastive_loss_bytes(const Config& config, int world) {
-  const double views = double(config.augment.views);
+  const double views = double(config.augment.total_views());
   const double rows = double(config.train.batch_size / std::max(1, world)) * views;
   const double columns =
       double(config.train.batch_size) * views + double(config.negatives.queue_size);
@@ -46,7 +46,7 @@ double contrastive_loss_bytes(const Config& config, int world) {
 void check_loss_memory(const Config& config, int world, double memory_bytes) {
   if (memory_bytes <= 0) return;  // unknown
   const double needed = contrastive_loss_bytes(config, world);
-  const int64_t views = config.augment.views;
+  const int64_t views = config.augment.total_views();
   const int64_t rows = config.train.batch_size / std::max(1, world) * views;
   const std::string shape =
       "[" + std::to_string(rows) + " rows x " +

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/models/encoder_file.h"
 #include "selfsup/objectives/info_nce.h"
@@ -50,22 +51,32 @@ SimClrObjective::SimClrObjective(const Config& config, int64_t in_channels,
 }
 
 torch::Tensor SimClrObjective::project(Encoder& encoder, ProjectionHeadImpl& head,
-                                       const torch::Tensor& views, int64_t num_views) {
-  auto z = head.forward(encoder.forward(views));
-  z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  return z.view({num_views, -1, z.size(1)}).transpose(0, 1).contiguous();  // [B, V, D]
+                                       const torch::Tensor& views,
+                                       const torch::Tensor& local_views) {
+  // Views of one size go through the encoder in one batch: [V*B, C, H, W] -> [B, V, D].
+  auto embed = [&](const torch::Tensor& group) {
+    const int64_t count = group.size(0);
+    auto z = head.forward(encoder.forward(group.flatten(0, 1)));
+    z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    return z.view({count, -1, z.size(1)}).transpose(0, 1);  // [B, count, D]
+  };
+  if (!local_views.defined()) return embed(views).contiguous();
+  // The local crops are smaller, so they form a second batch (with its own batch statistics).
+  return torch::cat({embed(views), embed(local_views)}, /*dim=*/1);  // [B, V + L, D]
 }
 
-ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views) {
-  const int64_t num_views = views.size(0), b_local = views.size(1);
-  // All views go through the encoder in one batch: [V*B_local, C, H, W] -> [B_local, V, D].
-  const auto batch = views.flatten(0, 1);
-  const auto local = project(*encoder_, *head_, batch, num_views);
-  torch::Tensor columns;  // [B_global, V, D]
+ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views,
+                                         const torch::Tensor& local_views) {
+  const int64_t b_local = views.size(1);
+  SELFSUP_CHECK(
+      !local_views.defined() || (local_views.dim() == 5 && local_views.size(1) == b_local),
+      "simclr: local views must be [L, ", b_local, ", C, h, w], got ", local_views.sizes());
+  const auto local = project(*encoder_, *head_, views, local_views);  // [B_local, V + L, D]
+  torch::Tensor columns;                                              // [B_global, V + L, D]
   if (key_encoder_) {
     // Keys from the momentum encoder: no gradient, so a plain all-gather.
     torch::NoGradGuard no_grad;
-    columns = comm_->all_gather(project(*key_encoder_, *key_head_, batch, num_views));
+    columns = comm_->all_gather(project(*key_encoder_, *key_head_, views, local_views));
   } else {
     columns = all_gather_with_grad(local, *comm_);
   }

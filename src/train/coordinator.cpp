@@ -138,8 +138,9 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
       continue;
     const std::string change = key + " " + before + " -> " + after;
     // The saved tensors (shapes, queue, sampler position) depend on these.
-    if (starts_with_any(key, {"model", "negatives", "train.batch_size", "augment.views",
-                              "data.dataset", "data.root", "data.name", "data.limit_train"}))
+    if (starts_with_any(
+            key, {"model", "negatives", "train.batch_size", "augment.views", "augment.local_views",
+                  "data.dataset", "data.root", "data.name", "data.limit_train"}))
       errors.push_back(change);
     else
       warnings.push_back(change + " (the resumed run differs from an uninterrupted one)");

@@ -112,7 +112,22 @@ TrainResult Trainer::run() {
   // Data: one global permutation per epoch; this rank takes its slice of every global batch.
   auto dataset = open_dataset(config_.data, Split::kTrain);
   spdlog::info("dataset: {}", dataset->describe());
-  DistributedSampler sampler(dataset->size(), tc.batch_size, rank, world, config_.seed);
+  std::unique_ptr<Sampler> sampler_owner;
+  if (config_.data.sampler == "shards") {
+    const auto offsets = dataset->shard_offsets();
+    if (offsets.empty()) {
+      throw ConfigError(
+          "data.sampler = \"shards\" needs a dataset stored in shards (data.dataset "
+          "= \"tar\"); " +
+          dataset->describe() + " has none: use data.sampler = \"global\"");
+    }
+    sampler_owner =
+        std::make_unique<ShardSampler>(offsets, tc.batch_size, rank, world, config_.seed);
+  } else {
+    sampler_owner = std::make_unique<DistributedSampler>(dataset->size(), tc.batch_size, rank,
+                                                         world, config_.seed);
+  }
+  const Sampler& sampler = *sampler_owner;
   LoaderOptions loader_options;
   loader_options.seed = config_.seed;
   loader_options.workers = config_.data.workers;
@@ -242,8 +257,8 @@ TrainResult Trainer::run() {
       "objective {} | encoder {} ({} features) | {} parameters | global batch {} ({} per rank, {} "
       "views) | {} steps ({} per epoch) | {} ranks, backend {}",
       objective_->name(), config_.model.encoder, objective_->encoder()->feature_dim(), params,
-      tc.batch_size, sampler.local_batch(), config_.augment.views, total_steps, steps_per_epoch,
-      world, comm_->backend());
+      tc.batch_size, sampler.local_batch(), config_.augment.total_views(), total_steps,
+      steps_per_epoch, world, comm_->backend());
   spdlog::info("device {}", device.str());
   const auto& negatives = config_.negatives;
   if (negatives.source == "queue" && negatives.momentum == 0.0) {
@@ -265,8 +280,8 @@ TrainResult Trainer::run() {
       negatives.momentum > 0 ? fmt::format(", momentum key encoder (m = {})", negatives.momentum)
                              : "",
       config_.loss.tiled ? fmt::format("tiled (block {})", config_.loss.block_size) : "dense",
-      (negatives.source == "queue" ? config_.augment.views - 1
-                                   : tc.batch_size * config_.augment.views - 1) +
+      (negatives.source == "queue" ? config_.augment.total_views() - 1
+                                   : tc.batch_size * config_.augment.total_views() - 1) +
           negatives.queue_size,
       negatives.queue_size > 0 ? " once the queue is full" : "");
 
@@ -320,6 +335,7 @@ TrainResult Trainer::run() {
   int64_t last_checkpoint_step = resume_from.empty() ? -1 : resumed.step;
   result.skipped_steps = resumed.skipped_steps;
   double coordinator_seconds = 0.0;
+  double data_wait_seconds = 0.0, step_seconds_total = 0.0;  // this rank's, over this process
   int64_t steps_run = 0;
   const auto start = Clock::now();
   auto window_start = start;
@@ -337,11 +353,15 @@ TrainResult Trainer::run() {
       auto batch = loader.next();
       if (!batch) break;
       const double data_wait = seconds_since(wait_start);
+      data_wait_seconds += data_wait;
       const double lr = learning_rate(config_.optim, step, total_steps);
       set_learning_rate(*optimizer, lr);
 
       optimizer->zero_grad();
-      auto out = objective_->compute(batch->views.to(device, /*non_blocking=*/true));
+      auto to_device = [&](const torch::Tensor& t) {
+        return t.defined() ? t.to(device, /*non_blocking=*/true) : t;
+      };
+      auto out = objective_->compute(to_device(batch->views), to_device(batch->local_views));
       if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
       out.loss.backward();
       reducer.reduce();
@@ -389,6 +409,7 @@ TrainResult Trainer::run() {
 
       // Wall time since the previous step ended: compute plus any wait for the loader.
       const double step_seconds = seconds_since(last_step_end);
+      step_seconds_total += step_seconds;
       last_step_end = Clock::now();
       const double mi_bound = std::log(double(out.candidates_per_anchor)) - loss;
       std::vector<std::pair<std::string, double>> row{
@@ -481,6 +502,18 @@ TrainResult Trainer::run() {
   result.peak_memory_mb = peak.item<double>();
 
   result.coordinator_ms = 1e3 * coordinator_seconds / double(std::max<int64_t>(1, steps_run));
+  // The share of step time spent waiting for the loader, the largest over the ranks (the rank
+  // that waits most holds the others back at the next collective).
+  auto wait_share = torch::tensor(
+      {step_seconds_total > 0 ? data_wait_seconds / step_seconds_total : 0.0}, torch::kDouble);
+  comm_->all_reduce_(wait_share, ReduceOp::kMax);
+  result.data_wait_fraction = wait_share.item<double>();
+  spdlog::info("data: {:.1f} % of step time spent waiting for the loader{}",
+               100.0 * result.data_wait_fraction,
+               result.data_wait_fraction > 0.1
+                   ? " (the input pipeline limits training: raise data.workers, or set "
+                     "augment.backend = \"device\" on a GPU)"
+                   : "");
   spdlog::info("coordinator: {:.3f} ms per step (gradient checksum, stop and skip agreement)",
                result.coordinator_ms);
   if (last_checkpoint_step != step) {
@@ -501,6 +534,7 @@ TrainResult Trainer::run() {
     const nlohmann::json summary = {{"global_batch", tc.batch_size},
                                     {"world_size", world},
                                     {"views", config_.augment.views},
+                                    {"local_views", config_.augment.local_views},
                                     {"queue_size", negatives.queue_size},
                                     {"negatives_source", negatives.source},
                                     {"momentum", negatives.momentum},
@@ -511,6 +545,7 @@ TrainResult Trainer::run() {
                                     {"preempted", result.preempted},
                                     {"knn_monitor_top1", result.monitor_top1},
                                     {"coordinator_ms_per_step", result.coordinator_ms},
+                                    {"data_wait_fraction", result.data_wait_fraction},
                                     {"images_seen", images_seen},
                                     {"final_loss", result.final_loss},
                                     {"final_mi_bound", result.final_mi_bound},

@@ -13,7 +13,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 count=0
-for config in "$src"/configs/*.json; do
+for config in "$src"/configs/*.json "$src"/configs/ablations/*.json; do
   name=$(basename "$config" .json)
   run=$tmp/$name
   if ! "$bin" train "$config" --run-dir "$run" --no-transfer \
@@ -26,7 +26,8 @@ import json, math, sys
 summary = json.load(open(sys.argv[1]))
 assert summary["steps"] == 2, summary
 assert math.isfinite(summary["final_loss"]), summary
-batch, views, queue = summary["global_batch"], summary["views"], summary["queue_size"]
+batch, queue = summary["global_batch"], summary["queue_size"]
+views = summary["views"] + summary["local_views"]
 # After one applied step the queue holds one step of keys (32 here), the whole queue if smaller.
 filled = min(queue, batch * views)
 expected = {"batch": batch * views - 1, "batch+queue": batch * views - 1 + filled,

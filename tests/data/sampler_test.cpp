@@ -1,9 +1,11 @@
-// DistributedSampler: permutations, global batches and their split across ranks.
+// DistributedSampler: permutations, global batches and their split across ranks; ShardSampler:
+// whole shards per rank.
 
 #include "selfsup/data/sampler.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -101,6 +103,55 @@ TEST(SamplerTest, RejectsTooSmallDataset) {
         << error.what();
   }
   EXPECT_THROW(DistributedSampler(100, 8, 2, 2, 0), Error);  // rank outside [0, world)
+}
+
+// Shards of unequal sizes: 0..9 -> [0,10), [10,25), [25,30), [30,42), [42,50), [50,70), [70,71).
+const std::vector<int64_t> kShardOffsets{0, 10, 25, 30, 42, 50, 70, 71};
+
+int64_t shard_of(int64_t index) {
+  return int64_t(std::upper_bound(kShardOffsets.begin(), kShardOffsets.end(), index) -
+                 kShardOffsets.begin()) -
+         1;
+}
+
+TEST(ShardSamplerTest, EachRankReadsOnlyItsShardsAndAllRanksRunTheSameSteps) {
+  const int world = 3;
+  const int64_t global_batch = 6;
+  // Rank totals: shards {0,3,6} = 10+12+1 = 23, {1,4} = 15+8 = 23, {2,5} = 5+20 = 25: 23 / 2.
+  for (int rank = 0; rank < world; ++rank) {
+    ShardSampler sampler(kShardOffsets, global_batch, rank, world, /*seed=*/7);
+    EXPECT_EQ(sampler.steps_per_epoch(), 11);
+    EXPECT_EQ(sampler.local_batch(), 2);
+    for (int64_t epoch = 0; epoch < 3; ++epoch) {
+      const auto batches = sampler.local_batches(epoch);
+      ASSERT_EQ(batches.size(), 11u);
+      std::set<int64_t> seen;
+      for (const auto& batch : batches) {
+        ASSERT_EQ(batch.size(), 2u);
+        for (const int64_t index : batch) {
+          EXPECT_EQ(shard_of(index) % world, rank) << "sample " << index << " on rank " << rank;
+          EXPECT_TRUE(seen.insert(index).second) << "sample " << index << " twice in an epoch";
+        }
+      }
+    }
+  }
+}
+
+TEST(ShardSamplerTest, OrderChangesWithTheEpochAndRepeatsWithTheSeed) {
+  ShardSampler a(kShardOffsets, 4, 0, 2, /*seed=*/1), b(kShardOffsets, 4, 0, 2, /*seed=*/1);
+  EXPECT_EQ(a.local_batches(5), b.local_batches(5));
+  EXPECT_NE(a.local_batches(5), a.local_batches(6));
+  // Mixed shards: within one epoch, a batch of rank 0 draws from several shards at least once.
+  bool mixed = false;
+  for (const auto& batch : a.local_batches(0))
+    mixed = mixed || shard_of(batch[0]) != shard_of(batch[1]);
+  EXPECT_TRUE(mixed);
+}
+
+TEST(ShardSamplerTest, RejectsFewerShardsThanRanksAndTooSmallShards) {
+  EXPECT_THROW(ShardSampler({0, 10, 20}, 6, 0, 3, 0), Error);
+  EXPECT_THROW(ShardSampler({0, 1, 2}, 8, 0, 2, 0), Error);
+  EXPECT_THROW(ShardSampler({0, 5, 3}, 2, 0, 2, 0), Error);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // World-size invariance end to end (DESIGN.md invariant 3): five steps of the real trainer with
 // synchronized batch norm on N ranks (N = 2, 3, 4 under mpirun) follow the same trajectory as one
 // process with the same global batch: the same per-step losses and the same final parameters and
-// buffers, within 1e-5 relative; also with a queue of recycled keys and a momentum key encoder.
+// buffers, within 1e-5 relative; also with a queue of recycled keys and a momentum key encoder,
+// and with the local views of multi-crop.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -146,6 +147,16 @@ TEST(MpiTrainer, QueueAndMomentumEncoderRunIsIndependentOfTheWorldSize) {
   config.loss.tiled = true;
   config.loss.block_size = 20;
   expect_same_run_on_one_rank(config, "queue_momentum");
+}
+
+TEST(MpiTrainer, MultiCropRunIsIndependentOfTheWorldSize) {
+  // Two global views of 28x28 and three local views of 12x12 per image: every view of an image is
+  // a positive of every other, the local views forming their own encoder batch.
+  Config config = tiny_config();
+  config.augment.local_views = 3;
+  config.augment.local_size = 12;
+  config.augment.local_crop_scale = {0.05, 0.4};
+  expect_same_run_on_one_rank(config, "multi_crop");
 }
 
 }  // namespace

@@ -47,6 +47,10 @@ struct DataConfig {
   int64_t limit_test = 0;   // use only the first N test images (0 = all)
   int workers = 2;          // loader worker threads
   int prefetch = 4;         // batches prepared ahead (bounded queue)
+  // "global": one permutation of all samples per epoch, each rank takes its slice of every global
+  // batch (results independent of the world size); "shards" (tar): each rank reads only whole
+  // shards of its own, shuffled within them (I/O locality; results depend on the world size).
+  std::string sampler = "global";
   bool pin_memory = true;   // CUDA only: batches are assembled in pinned (page-locked) memory
   // Unreadable samples are replaced by a deterministic substitute; above this fraction of the
   // samples seen, the run stops with the worst files listed.
@@ -66,6 +70,7 @@ struct DataConfig {
     v("limit_test", limit_test, 0, INT64_MAX);
     v("workers", workers, 1, 256);
     v("prefetch", prefetch, 1, 1024);
+    v("sampler", sampler, std::vector<std::string>{"global", "shards"});
     v("pin_memory", pin_memory);
     v("max_bad_fraction", max_bad_fraction, 0.0, 1.0);
     v("synthetic", synthetic);
@@ -98,6 +103,9 @@ struct AugmentConfig {
   // Where the augmentations run: "cpu" (OpenCV, in the loader's threads) or "device" (batched
   // tensor ops on the training device, e.g. the GPU; the loader only decodes and resizes).
   std::string backend = "cpu";
+
+  /// Views per image in the contrastive loss: global plus local.
+  int total_views() const { return views + local_views; }
 
   template <typename V>
   void visit(V& v) {
@@ -211,7 +219,7 @@ struct OptimConfig {
 
 /// The training loop.
 struct TrainConfig {
-  int64_t batch_size = 256;        // global batch size (images; each gives `augment.views` views)
+  int64_t batch_size = 256;        // global batch size (images; each gives augment.total_views() views)
   int64_t epochs = 5;              // passes over the training set
   int64_t max_steps = 0;           // stop after this many optimizer steps (0 = no limit)
   int64_t log_every = 20;          // a log line every K steps when stderr is not a terminal
@@ -359,6 +367,7 @@ struct DistConfig {
 /// The whole run.
 struct Config {
   std::string name = "run";    // run name: the default run directory is runs/<name>
+  std::string description;     // what the run is for, in words (kept in the resolved config)
   uint64_t seed = 0;           // seeds every random stream of the run
   std::string device = "cpu";  // "cpu" or "cuda"
   DataConfig data;
@@ -376,6 +385,7 @@ struct Config {
   template <typename V>
   void visit(V& v) {
     v("name", name);
+    v("description", description);
     v("seed", seed);
     v("device", device, std::vector<std::string>{"cpu", "cuda"});
     v("data", data);

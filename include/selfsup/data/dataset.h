@@ -6,6 +6,7 @@
 #include <memory>
 #include <opencv2/core/mat.hpp>
 #include <string>
+#include <vector>
 
 #include "selfsup/core/error.h"
 
@@ -53,6 +54,9 @@ class Dataset {
   /// which case augment.size must be set.
   virtual int height() const = 0;
   virtual int width() const = 0;
+  /// The files the dataset reads one after another (tar shards): shard s holds samples
+  /// [offsets[s], offsets[s + 1]). Empty for datasets without shards.
+  virtual std::vector<int64_t> shard_offsets() const { return {}; }
   /// A short description for logs and reports, e.g. "fashion-mnist train (60000 images)".
   virtual std::string describe() const = 0;
 };

@@ -26,8 +26,11 @@ struct ObjectiveOutput {
 
 class Objective : public torch::nn::Module {
  public:
-  /// views: [V, B_local, C, H, W]; this rank's slice of the global batch.
-  virtual ObjectiveOutput compute(const torch::Tensor& views) = 0;
+  /// views: [V, B_local, C, H, W]; this rank's slice of the global batch. local_views: the small
+  /// crops of multi-crop, [L, B_local, C, h, w], or undefined (objectives that cannot use them
+  /// reject them).
+  virtual ObjectiveOutput compute(const torch::Tensor& views,
+                                  const torch::Tensor& local_views = {}) = 0;
   /// Called on every rank after the step that `compute` began: `applied` when the optimizer
   /// stepped, false when the ranks agreed to skip it (a non-finite loss). Objectives with state
   /// beyond the weights (a queue, a momentum encoder) update it here, and only for applied steps.
@@ -48,7 +51,10 @@ class Objective : public torch::nn::Module {
 class SimClrObjective : public Objective {
  public:
   SimClrObjective(const Config& config, int64_t in_channels, std::shared_ptr<Communicator> comm);
-  ObjectiveOutput compute(const torch::Tensor& views) override;
+  /// Multi-crop: the L local views of an image are further positives of its V global views (and
+  /// of each other), and negatives of every other image: the loss sees V + L views per image.
+  ObjectiveOutput compute(const torch::Tensor& views,
+                          const torch::Tensor& local_views = {}) override;
   void end_step(bool applied) override;
   std::shared_ptr<Encoder> encoder() const override { return encoder_; }
   std::string name() const override { return "simclr"; }
@@ -56,9 +62,10 @@ class SimClrObjective : public Objective {
   NegativeQueue queue() const { return queue_; }
 
  private:
-  // [V*B, C, H, W] -> L2-normalised projections [B, V, D] of `encoder` and `head`.
+  // [V, B, C, H, W] (+ [L, B, C, h, w]) -> L2-normalised projections [B, V + L, D] of `encoder`
+  // and `head`.
   torch::Tensor project(Encoder& encoder, ProjectionHeadImpl& head, const torch::Tensor& views,
-                        int64_t num_views);
+                        const torch::Tensor& local_views);
 
   std::shared_ptr<Encoder> encoder_;
   ProjectionHead head_{nullptr};
