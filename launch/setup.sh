@@ -8,7 +8,7 @@ usage() {
 Usage: launch/setup.sh [--help]
 
 Installs the Debian packages selfsup needs to build, test and run (LibTorch, Open MPI, OpenCV,
-nlohmann-json, spdlog, CLI11, GoogleTest, zlib, Fashion-MNIST, Python PyTorch for reference
+nlohmann-json, spdlog, CLI11, GoogleTest, zlib, libarchive, Fashion-MNIST, Python PyTorch for reference
 benchmarks, OpenBLAS, gnuplot for plots, jq for sweeps, ccache, clang and libFuzzer for the fuzz
 test). Runs apt-get only for what is missing.
 Needs root or sudo when something is missing.
@@ -24,6 +24,8 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev
   zlib1g-dev
+  # Tar shards (data.dataset = "tar") are indexed with libarchive.
+  libarchive-dev
   dataset-fashion-mnist
   python3-torch python3-numpy
   # Debian's LibTorch links libblas.so.3; without OpenBLAS that is the slow reference BLAS.
