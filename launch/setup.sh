@@ -24,12 +24,12 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libcli11-dev
   libgtest-dev
   zlib1g-dev
+  # Tar shards (data.dataset = "tar") are indexed with libarchive.
+  libarchive-dev
   dataset-fashion-mnist
   python3-torch python3-numpy
   # bench/loader.sh and the augmentation tests compare against torchvision's transforms.
   python3-torchvision python3-pil
-  # data.dataset = "tar": WebDataset-style shards read with libarchive.
-  libarchive-dev
   # Debian's LibTorch links libblas.so.3; without OpenBLAS that is the slow reference BLAS.
   libopenblas0-pthread
   gnuplot-nox

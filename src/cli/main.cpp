@@ -1,6 +1,7 @@
-// The `selfsup` executable: train, transfer, export, embed, info. Errors end with one line on
-// stderr ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config, 1 for
-// anything else, and 75 (kExitPreempted) when a stop signal ended training after a checkpoint.
+// The `selfsup` executable: train, transfer, export, embed, validate-data, info. Errors end with
+// one line on stderr ("selfsup: error: ...") and a non-zero exit status: 2 for bad usage or config,
+// 1 for anything else, and 75 (kExitPreempted) when a stop signal ended training after a
+// checkpoint.
 
 #include <dlfcn.h>
 #include <link.h>
@@ -29,6 +30,7 @@
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
 #include "selfsup/data/npy.h"
+#include "selfsup/data/validate.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/models/encoder_file.h"
 #include "selfsup/objectives/objective.h"
@@ -183,6 +185,43 @@ nlohmann::json transfer_exported_encoder(const Config& config, const std::string
   return run_transfer(config, *encoder, out_dir, comm);
 }
 
+// `selfsup validate-data`: reads every sample of the chosen splits once and reports; 0 when all
+// are readable, 1 (with one line on stderr) when some are not.
+int run_validate_data(const Config& config, const std::string& split_arg, int threads,
+                      const std::string& json_path) {
+  std::vector<std::pair<std::string, Split>> splits;
+  if (split_arg != "test") splits.emplace_back("train", Split::kTrain);
+  if (split_arg != "train") splits.emplace_back("test", Split::kTest);
+  nlohmann::json reports = nlohmann::json::object();
+  int64_t samples = 0, unreadable = 0;
+  for (const auto& [name, split] : splits) {
+    const auto dataset = open_dataset(config.data, split);
+    const auto report = validate_dataset(*dataset, ValidateOptions().set_threads(threads));
+    std::cout << name << ": " << format_report(report) << std::flush;
+    samples += report.samples;
+    unreadable += static_cast<int64_t>(report.bad.size());
+    reports[name] = report_to_json(report);
+  }
+  if (!json_path.empty()) {
+    const nlohmann::json document = {{"dataset", config.data.dataset},
+                                     {"root", config.data.root},
+                                     {"samples", samples},
+                                     {"unreadable", unreadable},
+                                     {"splits", reports}};
+    write_file_atomic(json_path, document.dump(2) + "\n");
+    std::cout << "report: " << json_path << "\n";
+  }
+  if (unreadable > 0) {
+    std::cerr << "selfsup: error: " << unreadable << " of " << samples
+              << " samples are unreadable (listed above); a run replaces them up to "
+                 "data.max_bad_fraction = "
+              << config.data.max_bad_fraction << std::endl;
+    return kExitRuntimeError;
+  }
+  std::cout << "all " << samples << " samples readable\n";
+  return 0;
+}
+
 }  // namespace
 
 // glibc returns large blocks (above a dynamic threshold of at most 32 MiB) to the kernel on free
@@ -260,6 +299,24 @@ int main(int argc, char** argv) {
   embed->add_option("--batch-size", embed_batch, "images per forward pass")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
 
+  std::string validate_split = "both", validate_json;
+  int validate_threads = 0;
+  auto* validate = app.add_subcommand(
+      "validate-data",
+      "read every sample of a config's dataset once: class counts, image sizes and every "
+      "unreadable file (exit status 1 if there are any)");
+  validate->add_option("config", config_path, "config file (JSON) whose data.* names the dataset")
+      ->required();
+  validate
+      ->add_option("--set", overrides,
+                   "override config values: key.path=value ... (after CONFIG; repeatable)")
+      ->take_all();
+  validate->add_option("--split", validate_split, "train, test or both (default)")
+      ->check(CLI::IsMember({"train", "test", "both"}));
+  validate->add_option("--threads", validate_threads, "reader threads (default: one per core)")
+      ->check(CLI::Range(1, 1024));
+  validate->add_option("--json", validate_json, "also write the report as JSON to this file");
+
   auto* info = app.add_subcommand("info", "versions, BLAS, threads and devices of this build");
 
   try {
@@ -287,6 +344,10 @@ int main(int argc, char** argv) {
     if (info->parsed()) return run_info();
     if (export_command->parsed()) return run_export(export_run, export_checkpoint, export_out);
     if (embed->parsed()) return run_embed(embed_encoder, embed_input, embed_output, embed_batch);
+    if (validate->parsed()) {
+      return run_validate_data(load_config(config_path, overrides), validate_split,
+                               validate_threads, validate_json);
+    }
 
     Config config;
     if (train->parsed()) {

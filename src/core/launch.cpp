@@ -33,4 +33,13 @@ LaunchEnvironment detect_launch() {
   return env;
 }
 
+std::string user_cache_dir() {
+  // The XDG base-directory spec ignores a relative XDG_CACHE_HOME.
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg != nullptr && *xdg == '/') return std::string(xdg) + "/selfsup";
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') return std::string(home) + "/.cache/selfsup";
+  return "";
+}
+
 }  // namespace selfsup
