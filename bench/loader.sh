@@ -12,7 +12,7 @@ Writes two JPEG image folders (bench/loader_reference.py make; DIR/train/<class>
   small: 512 images of 32x32, views of 32 (no blur, as SimCLR on CIFAR)
   large: 128 images of 256x256, views of 224 (Gaussian blur with p 0.5, kernel 23)
 then, for each folder and worker count, measures images/s (one warm-up epoch, then E timed epochs,
-batches of 64) of:
+and on the C++ side more until 2 s are measured; batches of 64) of:
   selfsup      selfsup_bench_loader --mode loader: selfsup::Loader with W worker threads, each
                reading, decoding (OpenCV) and augmenting (SimClrAugment, the CPU path)
   torchvision  bench/loader_reference.py bench: ImageFolder + DataLoader(num_workers=W), PIL
@@ -39,13 +39,14 @@ USAGE
 
 workers="1 2"
 epochs=2
+min_seconds=2
 small_count=512
 large_count=128
 keep=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --quick) small_count=64; large_count=16; epochs=1; workers="1"; shift ;;
+    --quick) small_count=64; large_count=16; epochs=1; workers="1"; min_seconds=0; shift ;;
     --workers) workers=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
@@ -102,7 +103,7 @@ for case in "${cases[@]}"; do
     for mode in loader device; do
       echo "[bench] selfsup $mode: $folder images, views of $size, $w worker(s)"
       "$bin" --mode "$mode" --root "$work/$folder" --size "$size" --workers "$w" \
-        --epochs "$epochs" --blur-prob "$blur" | tee -a "$results"
+        --epochs "$epochs" --min-seconds "$min_seconds" --blur-prob "$blur" | tee -a "$results"
     done
   done
 done

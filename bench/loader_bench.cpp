@@ -3,7 +3,8 @@
 //
 // --mode loader: selfsup's threaded Loader over an image folder (root/train/<class>/*.jpg): read,
 //   decode (cv::imdecode), then the CPU augmentation (SimClrAugment) for 2 views, in --workers
-//   threads. Images/s over --epochs timed epochs after one warm-up epoch.
+//   threads. Images/s over --epochs timed epochs (more until --min-seconds are measured) after one
+//   warm-up epoch.
 // --mode device: DeviceAugment alone (augment.backend = "device") on the CPU, on the decoded images
 //   of the same folder held as one uint8 batch per step, --workers intra-op threads: the cost of
 //   the batched tensor path when no GPU is there to take it.
@@ -102,7 +103,8 @@ struct BenchOptions {
   int size = 32;                // view side, pixels
   int workers = 1;              // loader threads (loader) or intra-op threads (device)
   int batch = 64;               // images per batch
-  int epochs = 2;               // timed epochs (after one warm-up epoch)
+  int epochs = 2;               // timed epochs (after one warm-up epoch) ...
+  double min_seconds = 2.0;     // ... and more until this much time has been measured
   double blur_prob = 0.0;       // Gaussian blur probability (SimCLR: 0.5 at 224)
 };
 
@@ -121,6 +123,10 @@ selfsup::AugmentConfig recipe(const BenchOptions& opt) {
   config.mean = {0.5};
   config.std = {0.25};
   return config;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 std::vector<std::vector<int64_t>> epoch_plan(int64_t size, int64_t batch, int64_t epoch) {
@@ -147,8 +153,8 @@ nlohmann::json run_loader(const BenchOptions& opt) {
   selfsup::Loader loader(dataset, selfsup::SimClrAugment(recipe(opt)), options);
   int64_t images = 0;
   double checksum = 0;
-  Clock::time_point start;
-  for (int epoch = 0; epoch <= opt.epochs; ++epoch) {
+  Clock::time_point start = Clock::now();
+  for (int epoch = 0; epoch <= opt.epochs || seconds_since(start) < opt.min_seconds; ++epoch) {
     if (epoch == 1) start = Clock::now();  // epoch 0 warms up
     loader.start_epoch(epoch, epoch_plan(dataset.size(), opt.batch, epoch));
     while (auto batch = loader.next()) {
@@ -156,7 +162,7 @@ nlohmann::json run_loader(const BenchOptions& opt) {
       checksum += batch->views[0][0][0][0][0].item<double>();
     }
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double seconds = seconds_since(start);
   return {{"recipe", "grayscale: crop, flip, brightness/contrast jitter, blur (CPU path)"},
           {"channels", 1},
           {"images", images},
@@ -182,8 +188,8 @@ nlohmann::json run_device(const BenchOptions& opt) {
   const selfsup::DeviceAugment augment(config, 3);
   int64_t images = 0;
   double checksum = 0;
-  Clock::time_point start;
-  for (int epoch = 0; epoch <= opt.epochs; ++epoch) {
+  Clock::time_point start = Clock::now();
+  for (int epoch = 0; epoch <= opt.epochs || seconds_since(start) < opt.min_seconds; ++epoch) {
     if (epoch == 1) start = Clock::now();
     for (const auto& indices : epoch_plan(dataset.size(), opt.batch, epoch)) {
       const torch::Tensor index = torch::tensor(indices, torch::kInt64);
@@ -193,7 +199,7 @@ nlohmann::json run_device(const BenchOptions& opt) {
       checksum += views.global[0][0][0][0][0].item<double>();
     }
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double seconds = seconds_since(start);
   return {{"recipe", "RGB: full recipe, augmentation only (decode excluded)"},
           {"channels", 3},
           {"images", images},
@@ -214,6 +220,8 @@ int main(int argc, char** argv) {
   app.add_option("--workers", opt.workers, "loader threads (loader) or intra-op threads (device)");
   app.add_option("--batch", opt.batch, "images per batch");
   app.add_option("--epochs", opt.epochs, "timed epochs, after one warm-up epoch");
+  app.add_option("--min-seconds", opt.min_seconds,
+                 "more timed epochs until this many seconds are measured");
   app.add_option("--blur-prob", opt.blur_prob, "Gaussian blur probability");
   CLI11_PARSE(app, argc, argv);
   try {
