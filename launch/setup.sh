@@ -26,8 +26,6 @@ packages=(
   zlib1g-dev
   dataset-fashion-mnist
   python3-torch python3-numpy
-  # bench/loader.sh: torchvision's DataLoader on JPEG files it writes with PIL.
-  python3-torchvision python3-pil
   # Debian's LibTorch links libblas.so.3; without OpenBLAS that is the slow reference BLAS.
   libopenblas0-pthread
   gnuplot-nox
