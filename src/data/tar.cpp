@@ -387,6 +387,12 @@ std::string TarDataset::source(int64_t index) const {
   return shard_ranges_[static_cast<size_t>(entry.shard)].path + ":" + entry.member;
 }
 
+std::vector<int64_t> TarDataset::shard_offsets() const {
+  std::vector<int64_t> offsets{0};
+  for (const ShardRange& range : shard_ranges_) offsets.push_back(range.end);
+  return offsets;
+}
+
 std::string TarDataset::describe() const {
   return detail::concat(
       name_, " ", split_, " (", size(), " images in ", shard_ranges_.size(), " tar shard(s) under ",

@@ -90,6 +90,8 @@ class TarDataset : public Dataset {
   /// Which samples each shard holds, in order; the ranges tile [0, size()). A shard-aware sampler
   /// can hand whole shards to ranks and workers, so that each reads its shards sequentially.
   const std::vector<ShardRange>& shard_ranges() const { return shard_ranges_; }
+  /// The same as offsets: shard s holds [offsets[s], offsets[s + 1]) (data.sampler = "shards").
+  std::vector<int64_t> shard_offsets() const override;
   /// True when the index came from the cache (no shard was read to build it).
   bool index_from_cache() const { return index_from_cache_; }
   /// The index file read or written ("" when caching is off or nothing could be written).
