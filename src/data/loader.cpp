@@ -2,9 +2,9 @@
 //
 // Protocol (all shared state under mutex_, one condition variable for every wait):
 //   1. start_epoch installs the step plan, resets the counters and bumps generation_.
-//   2. A worker claims step next_to_claim_ (in order) once it is less than `prefetch` steps ahead
-//   of
-//      next_to_return_, notes the generation, and builds the batch without holding the lock.
+//   2. A worker claims step next_to_claim_ (in order) once it is less than `prefetch` steps
+//      ahead of next_to_return_, notes the generation, and builds the batch without holding the
+//      lock.
 //   3. It then stores the batch in ready_ (or the exception in error_), unless start_epoch ran in
 //      the meantime (generation changed): stale work is dropped.
 //   4. next() waits until ready_ holds next_to_return_ (or an error is stored), hands it out and
@@ -19,14 +19,19 @@
 #include "selfsup/core/rng.h"
 
 namespace selfsup {
-
 Loader::Loader(const Dataset& dataset, SimClrAugment augment, LoaderOptions options)
     : dataset_(dataset), augment_(std::move(augment)), options_(options) {
   SELFSUP_CHECK(options_.workers >= 1, "data.workers = ", options_.workers, " must be >= 1");
   SELFSUP_CHECK(options_.prefetch >= 1, "data.prefetch = ", options_.prefetch, " must be >= 1");
   SELFSUP_CHECK(options_.views >= 1, "augment.views = ", options_.views, " must be >= 1");
-  SELFSUP_CHECK(dataset_.channels() == 1, dataset_.describe(), " has ", dataset_.channels(),
-                " channels; the SimCLR augmentation handles grayscale images only");
+  SELFSUP_CHECK(options_.local_views >= 0, "augment.local_views = ", options_.local_views,
+                " must be >= 0");
+  SELFSUP_CHECK(augment_.channels() == dataset_.channels(), dataset_.describe(), " has ",
+                dataset_.channels(), " channel(s) but the augmentation was made for ",
+                augment_.channels(), "; build it with SimClrAugment::for_dataset");
+  SELFSUP_CHECK(!options_.pin_memory || torch::cuda::is_available(),
+                "the loader was asked for pinned memory, which needs CUDA, and none is available; ",
+                "data.pin_memory applies only when training on a CUDA device");
   workers_.reserve(static_cast<size_t>(options_.workers));
   try {
     for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -127,38 +132,69 @@ void Loader::worker_loop() {
 
 Batch Loader::make_batch(int64_t epoch, int64_t step, const std::vector<int64_t>& indices) const {
   const int64_t batch_size = static_cast<int64_t>(indices.size());
-  const int channels = dataset_.channels();
-  const int height = dataset_.height();
-  const int width = dataset_.width();
-  const int64_t image_floats = int64_t{channels} * height * width;
+  const int64_t channels = augment_.channels();
+  const int64_t global_side = augment_.global_size();
+  const int64_t local_side = augment_.local_size();
+  const int64_t global_floats = augment_.view_floats(ViewKind::kGlobal);
+  const int64_t local_floats = augment_.view_floats(ViewKind::kLocal);
+  const int views = options_.device_augment ? 0 : options_.views;
+  const int local_views = options_.device_augment ? 0 : options_.local_views;
+  const auto tensor_options = [&](torch::ScalarType dtype) {
+    return torch::TensorOptions().dtype(dtype).pinned_memory(options_.pin_memory);
+  };
 
   Batch batch;
   batch.epoch = epoch;
   batch.step_in_epoch = step;
-  // [V, B, C, H, W]: every view is written in place by the augmentation, no copies.
-  batch.views = torch::empty({options_.views, batch_size, channels, height, width},
-                             torch::TensorOptions().dtype(torch::kFloat32));
-  batch.labels = torch::empty({batch_size}, torch::TensorOptions().dtype(torch::kInt64));
-  batch.indices = torch::empty({batch_size}, torch::TensorOptions().dtype(torch::kInt64));
-  float* views = batch.views.data_ptr<float>();
+  // Every view (or image) is written in place, straight into these tensors: no copies.
+  float* view_data = nullptr;
+  float* local_data = nullptr;
+  uint8_t* image_data = nullptr;
+  if (options_.device_augment) {
+    batch.images = torch::empty({batch_size, channels, global_side, global_side},
+                                tensor_options(torch::kUInt8));  // [B, C, S, S]
+    image_data = batch.images.data_ptr<uint8_t>();
+  } else {
+    batch.views = torch::empty({views, batch_size, channels, global_side, global_side},
+                               tensor_options(torch::kFloat32));  // [V, B, C, S, S]
+    view_data = batch.views.data_ptr<float>();
+    if (local_views > 0) {
+      batch.local_views = torch::empty({local_views, batch_size, channels, local_side, local_side},
+                                       tensor_options(torch::kFloat32));  // [L, B, C, s, s]
+      local_data = batch.local_views.data_ptr<float>();
+    }
+  }
+  batch.labels = torch::empty({batch_size}, tensor_options(torch::kInt64));
+  batch.indices = torch::empty({batch_size}, tensor_options(torch::kInt64));
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   int64_t* batch_indices = batch.indices.data_ptr<int64_t>();
 
   for (int64_t i = 0; i < batch_size; ++i) {
     const int64_t index = indices[static_cast<size_t>(i)];
     const Sample sample = dataset_.get(index);
-    SELFSUP_CHECK(sample.image.rows == height && sample.image.cols == width &&
-                      sample.image.channels() == channels,
-                  "sample ", index, " of ", dataset_.describe(), " is ", sample.image.rows, "x",
-                  sample.image.cols, "x", sample.image.channels(), "; expected ", height, "x",
-                  width, "x", channels);
+    SELFSUP_CHECK(!sample.image.empty() && sample.image.type() == CV_8UC(augment_.channels()),
+                  "sample ", index, " (", dataset_.source(index), ") of ", dataset_.describe(),
+                  " has OpenCV type ", sample.image.type(), " with ", sample.image.channels(),
+                  " channel(s); expected uint8 with ", augment_.channels());
     labels[i] = sample.label;
     batch_indices[i] = index;
-    for (int v = 0; v < options_.views; ++v) {
-      // Keyed by (seed, epoch, index, view): the same view whatever worker or rank builds it.
+    if (image_data != nullptr) {
+      resize_to_uint8(sample.image, static_cast<int>(global_side),
+                      image_data + i * channels * global_side * global_side);
+      continue;
+    }
+    // Keyed by (seed, epoch, planned index, view), local views numbered after the global ones:
+    // the same view whatever worker or rank builds it.
+    for (int v = 0; v < views + local_views; ++v) {
       KeyedRng rng(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index),
                    static_cast<uint64_t>(v));
-      augment_.view(sample.image, rng, views + (int64_t{v} * batch_size + i) * image_floats);
+      if (v < views) {
+        augment_.view(sample.image, rng, ViewKind::kGlobal,
+                      view_data + (int64_t{v} * batch_size + i) * global_floats);
+      } else {
+        augment_.view(sample.image, rng, ViewKind::kLocal,
+                      local_data + (int64_t{v - views} * batch_size + i) * local_floats);
+      }
     }
   }
   return batch;

@@ -11,7 +11,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "selfsup/data/augment.h"
@@ -37,15 +39,21 @@ struct Batch {
 };
 
 struct LoaderOptions {
-  uint64_t seed = 0;  // augmentation randomness is keyed by (seed, epoch, index, view)
-  int workers = 2;    // worker threads
-  int prefetch = 4;   // finished batches held at most
-  int views = 2;      // views per image
+  uint64_t seed = 0;            // augmentation randomness is keyed by (seed, epoch, index, view)
+  int workers = 2;              // worker threads
+  int prefetch = 4;             // finished batches held at most
+  int views = 2;                // global views per image (augment.views); keys 0 .. V-1
+  int local_views = 0;          // local views per image (augment.local_views); keys V .. V+L-1
+  bool device_augment = false;  // augment.backend "device": batches carry `images`, not views
+  // Batch tensors in pinned (page-locked) memory, for asynchronous copies to the GPU. Set it only
+  // when the training device is CUDA (data.pin_memory); without CUDA the loader refuses it.
+  bool pin_memory = false;
 };
 
 /// Produces augmented batches for one epoch at a time.
 class Loader {
  public:
+  /// `augment` must be made for the dataset's channels (SimClrAugment::for_dataset).
   Loader(const Dataset& dataset, SimClrAugment augment, LoaderOptions options);
   ~Loader();
   Loader(const Loader&) = delete;
