@@ -8,17 +8,36 @@
 //   3. It then stores the batch in ready_ (or the exception in error_), unless start_epoch ran in
 //      the meantime (generation changed): stale work is dropped.
 //   4. next() waits until ready_ holds next_to_return_ (or an error is stored), hands it out and
-//      advances next_to_return_, which lets workers claim one more step.
-// So at most `prefetch` batches are being built or waiting, and they come out in plan order.
+//      advances next_to_return_, which lets workers claim one more step. It also counts the bad
+//      samples the batch met and logs the sources not logged before (after unlocking).
+// So at most `prefetch` batches are being built or waiting, and they come out in plan order; the
+// bad-sample counts and logs follow the plan too, whatever the workers' timing.
+//
+// Bad samples (see loader.h): a bad sample's substitute is the first good one among candidates
+// drawn from a KeyedRng keyed by (seed, epoch, index) on its own stream, so every rank and every
+// run picks the same one, and a run of consecutive bad files does not send them all to one
+// neighbour.
 
 #include "selfsup/data/loader.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <utility>
 
 #include "selfsup/core/error.h"
 #include "selfsup/core/rng.h"
 
 namespace selfsup {
+namespace {
+
+// Separates the substitute probes from every other stream drawn from the loader's seed.
+constexpr uint64_t kSubstituteStream = 0x73756273746974ULL;  // "substit"
+// check_bad_fraction lists at most this many of the worst sources.
+constexpr size_t kWorstListed = 10;
+
+}  // namespace
+
 Loader::Loader(const Dataset& dataset, SimClrAugment augment, LoaderOptions options)
     : dataset_(dataset), augment_(std::move(augment)), options_(options) {
   SELFSUP_CHECK(options_.workers >= 1, "data.workers = ", options_.workers, " must be >= 1");
@@ -87,12 +106,43 @@ std::optional<Batch> Loader::next() {
   // until start_epoch begins afresh.
   if (error_ != nullptr) std::rethrow_exception(error_);
   auto found = ready_.find(next_to_return_);
-  Batch batch = std::move(found->second);
+  BuiltBatch built = std::move(found->second);
   ready_.erase(found);
   ++next_to_return_;
+  bad_samples_ += built.batch.bad_samples;
+  samples_seen_ += built.batch.indices.numel();
+  std::vector<const BadSample*> first_seen;  // sources met for the first time, logged once
+  for (const BadSample& bad : built.bad) {
+    if (bad_source_counts_[bad.source]++ == 0) first_seen.push_back(&bad);
+  }
   lock.unlock();
   cv_.notify_all();  // a prefetch slot is free
-  return batch;
+  for (const BadSample* bad : first_seen) {
+    spdlog::warn("bad sample {}: {}; replaced by a substitute (each bad source is logged once)",
+                 bad->source, bad->reason);
+  }
+  return std::move(built.batch);
+}
+
+int64_t Loader::bad_samples() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bad_samples_;
+}
+
+int64_t Loader::samples_seen() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return samples_seen_;
+}
+
+std::vector<std::pair<std::string, int64_t>> Loader::bad_sources() const {
+  std::vector<std::pair<std::string, int64_t>> sources;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    sources.assign(bad_source_counts_.begin(), bad_source_counts_.end());
+  }
+  std::stable_sort(sources.begin(), sources.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  return sources;
 }
 
 void Loader::worker_loop() {
@@ -111,7 +161,7 @@ void Loader::worker_loop() {
     const std::vector<int64_t> indices = batches_[static_cast<size_t>(step)];
     lock.unlock();
 
-    std::optional<Batch> batch;
+    std::optional<BuiltBatch> batch;
     std::exception_ptr error;
     try {
       batch = make_batch(epoch, step, indices);
@@ -130,7 +180,56 @@ void Loader::worker_loop() {
   }
 }
 
-Batch Loader::make_batch(int64_t epoch, int64_t step, const std::vector<int64_t>& indices) const {
+std::optional<Sample> Loader::try_get(int64_t index, std::vector<BadSample>& bad) const {
+  Sample sample;
+  try {
+    sample = dataset_.get(index);
+  } catch (const BadSampleError& error) {
+    bad.push_back({error.source(), error.reason()});
+    return std::nullopt;
+  }
+  const cv::Mat& image = sample.image;
+  if (image.empty() || std::min(image.rows, image.cols) < kMinImageSide) {
+    bad.push_back({dataset_.source(index),
+                   detail::concat("the image is ", image.cols, "x", image.rows,
+                                  " pixels, smaller than ", kMinImageSide, " on a side")});
+    return std::nullopt;
+  }
+  // A dataset bug, not a bad file: decoded images have the dataset's channels.
+  SELFSUP_CHECK(image.type() == CV_8UC(dataset_.channels()), "sample ", index, " (",
+                dataset_.source(index), ") of ", dataset_.describe(), " has OpenCV type ",
+                image.type(), " with ", image.channels(), " channel(s); expected uint8 with ",
+                dataset_.channels());
+  return sample;
+}
+
+Sample Loader::get_or_substitute(int64_t epoch, int64_t index, int64_t& used_index,
+                                 std::vector<BadSample>& bad) const {
+  used_index = index;
+  if (std::optional<Sample> sample = try_get(index, bad)) return std::move(*sample);
+  const int64_t size = dataset_.size();
+  SELFSUP_CHECK(size > 1, "sample ", index, " of ", dataset_.describe(),
+                " is bad and there is no other sample to replace it: ", bad.back().source, ": ",
+                bad.back().reason);
+  // Candidates uniform over the other samples, drawn from (seed, epoch, index) only.
+  KeyedRng rng(mix_key(options_.seed, kSubstituteStream), static_cast<uint64_t>(epoch),
+               static_cast<uint64_t>(index), 0);
+  for (int probe = 0; probe < kMaxSubstituteProbes; ++probe) {
+    int64_t candidate = rng.integer(0, size - 2);
+    if (candidate >= index) ++candidate;  // never the bad sample itself
+    if (std::optional<Sample> sample = try_get(candidate, bad)) {
+      used_index = candidate;
+      return std::move(*sample);
+    }
+  }
+  throw Error(detail::concat("sample ", index, " of ", dataset_.describe(), " is bad (",
+                             dataset_.source(index), ") and so were the ", kMaxSubstituteProbes,
+                             " samples tried in its place; most of the dataset is unreadable: ",
+                             "check it with `selfsup validate-data`"));
+}
+
+Loader::BuiltBatch Loader::make_batch(int64_t epoch, int64_t step,
+                                      const std::vector<int64_t>& indices) const {
   const int64_t batch_size = static_cast<int64_t>(indices.size());
   const int64_t channels = augment_.channels();
   const int64_t global_side = augment_.global_size();
@@ -143,7 +242,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, const std::vector<int64_t>
     return torch::TensorOptions().dtype(dtype).pinned_memory(options_.pin_memory);
   };
 
-  Batch batch;
+  BuiltBatch built;
+  Batch& batch = built.batch;
   batch.epoch = epoch;
   batch.step_in_epoch = step;
   // Every view (or image) is written in place, straight into these tensors: no copies.
@@ -171,13 +271,11 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, const std::vector<int64_t>
 
   for (int64_t i = 0; i < batch_size; ++i) {
     const int64_t index = indices[static_cast<size_t>(i)];
-    const Sample sample = dataset_.get(index);
-    SELFSUP_CHECK(!sample.image.empty() && sample.image.type() == CV_8UC(augment_.channels()),
-                  "sample ", index, " (", dataset_.source(index), ") of ", dataset_.describe(),
-                  " has OpenCV type ", sample.image.type(), " with ", sample.image.channels(),
-                  " channel(s); expected uint8 with ", augment_.channels());
+    int64_t used_index = index;
+    const Sample sample = get_or_substitute(epoch, index, used_index, built.bad);
+    if (used_index != index) ++batch.bad_samples;
     labels[i] = sample.label;
-    batch_indices[i] = index;
+    batch_indices[i] = used_index;
     if (image_data != nullptr) {
       resize_to_uint8(sample.image, static_cast<int>(global_side),
                       image_data + i * channels * global_side * global_side);
@@ -197,7 +295,27 @@ Batch Loader::make_batch(int64_t epoch, int64_t step, const std::vector<int64_t>
       }
     }
   }
-  return batch;
+  return built;
+}
+
+void check_bad_fraction(int64_t bad, int64_t seen, double max_fraction,
+                        const std::vector<std::pair<std::string, int64_t>>& worst) {
+  if (bad == 0 || static_cast<double>(bad) <= max_fraction * static_cast<double>(seen)) return;
+  std::string listed;
+  for (size_t i = 0; i < std::min(worst.size(), kWorstListed); ++i) {
+    listed += detail::concat(i == 0 ? "" : ", ", worst[i].first, " (", worst[i].second, "x)");
+  }
+  if (worst.size() > kWorstListed) {
+    listed += detail::concat(" and ", worst.size() - kWorstListed, " more");
+  }
+  const double percent =
+      100.0 * static_cast<double>(bad) / static_cast<double>(std::max<int64_t>(seen, bad));
+  throw Error(
+      detail::concat(bad, " of ", seen, " samples (", percent,
+                     " %) could not be used, more than data.max_bad_fraction = ", max_fraction,
+                     " of them", listed.empty() ? "" : "; the worst: ", listed,
+                     ". Fix or remove these files (selfsup validate-data lists them all), or raise "
+                     "data.max_bad_fraction"));
 }
 
 }  // namespace selfsup
