@@ -133,7 +133,9 @@ TrainResult Trainer::run() {
   loader_options.workers = config_.data.workers;
   loader_options.prefetch = config_.data.prefetch;
   loader_options.views = config_.augment.views;
-  Loader loader(*dataset, SimClrAugment(config_.augment), loader_options);
+  loader_options.local_views = config_.augment.local_views;
+  loader_options.device_augment = config_.augment.backend == "device";
+  Loader loader(*dataset, SimClrAugment::for_dataset(config_.augment, *dataset), loader_options);
 
   // Denormal floats (tiny gradients, Adam moments) run through microcode on x86 and can slow a CPU
   // step several-fold late in training; flushing them to zero costs nothing in accuracy.

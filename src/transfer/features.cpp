@@ -33,7 +33,7 @@ std::pair<torch::Tensor, torch::Tensor> plain_images(const Dataset& dataset,
                                                      const SimClrAugment& augment,
                                                      const ExtractOptions& options, int64_t first,
                                                      int64_t count) {
-  const int64_t c = dataset.channels(), h = dataset.height(), w = dataset.width();
+  const int64_t c = augment.channels(), h = augment.global_size(), w = h;
   auto images = torch::empty({count, c, h, w}, torch::kFloat);
   auto labels = torch::empty({count}, torch::kLong);
   float* pixels = images.data_ptr<float>();
@@ -61,7 +61,7 @@ FeatureSet extract_rows(Encoder& encoder, const Dataset& dataset, const ExtractO
   torch::NoGradGuard no_grad;
   const bool was_training = encoder.is_training();
   encoder.eval();  // batch norm uses its running statistics; no augmentation
-  const SimClrAugment plain(options.augment);
+  const SimClrAugment plain = SimClrAugment::for_dataset(options.augment, dataset);
   const torch::Device device = device_of(encoder);
   std::vector<torch::Tensor> features, labels;
   for (int64_t start = first; start < first + count; start += options.batch_size) {
@@ -115,8 +115,9 @@ FeatureSet extract_features_distributed(Encoder& encoder, const Dataset& dataset
 }
 
 FeatureSet pixel_features(const Dataset& dataset, const ExtractOptions& options) {
-  auto [images, labels] = plain_images(dataset, SimClrAugment(options.augment), options, 0,
-                                       requested_count(dataset, options));
+  auto [images, labels] =
+      plain_images(dataset, SimClrAugment::for_dataset(options.augment, dataset), options, 0,
+                   requested_count(dataset, options));
   return {images.flatten(1), labels};
 }
 

@@ -141,7 +141,8 @@ FinetuneResult finetune(const Config& config, const FinetuneData& data, const En
   loader_options.workers = config.data.workers;
   loader_options.prefetch = config.data.prefetch;
   loader_options.views = 1;
-  Loader loader(train, SimClrAugment(finetune_augment(config, train)), loader_options);
+  Loader loader(train, SimClrAugment::for_dataset(finetune_augment(config, train), train),
+                loader_options);
 
   // The model, identical on every rank: seeded, then rank 0's copy broadcast.
   const torch::Device device =
