@@ -28,6 +28,7 @@
 #include "selfsup/core/files.h"
 #include "selfsup/core/launch.h"
 #include "selfsup/core/logging.h"
+#include "selfsup/data/augment.h"
 #include "selfsup/data/dataset.h"
 #include "selfsup/data/npy.h"
 #include "selfsup/data/validate.h"
@@ -147,8 +148,10 @@ int run_export(const std::string& run_dir, const std::string& checkpoint_arg,
   const auto out = out_arg.empty() ? (fs::path(run_dir) / "encoder.safetensors").string() : out_arg;
   EncoderExportInfo info;
   info.channels = dataset->channels();
-  info.height = dataset->height();
-  info.width = dataset->width();
+  // The views' side: what the encoder was trained on (images of varying size are cropped to it).
+  const int side = SimClrAugment::for_dataset(config.augment, *dataset).global_size();
+  info.height = side;
+  info.width = side;
   info.checkpoint = checkpoint;
   info.step = loaded.step;
   auto& encoder = *objective->encoder();

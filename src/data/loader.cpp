@@ -250,9 +250,14 @@ Loader::BuiltBatch Loader::make_batch(int64_t epoch, int64_t step,
   float* view_data = nullptr;
   float* local_data = nullptr;
   uint8_t* image_data = nullptr;
+  // Device augmentation crops from these images: the native pixels when every image is the same
+  // square (what the CPU path crops from), else the central square at 8/7 of the view side (the
+  // "resize 256, crop 224" convention), so that small crops keep some resolution.
+  const bool fixed_square = dataset_.height() > 0 && dataset_.height() == dataset_.width();
+  const int64_t image_side = fixed_square ? dataset_.height() : (global_side * 8 + 6) / 7;
   if (options_.device_augment) {
-    batch.images = torch::empty({batch_size, channels, global_side, global_side},
-                                tensor_options(torch::kUInt8));  // [B, C, S, S]
+    batch.images = torch::empty({batch_size, channels, image_side, image_side},
+                                tensor_options(torch::kUInt8));  // [B, C, S', S']
     image_data = batch.images.data_ptr<uint8_t>();
   } else {
     batch.views = torch::empty({views, batch_size, channels, global_side, global_side},
@@ -277,8 +282,8 @@ Loader::BuiltBatch Loader::make_batch(int64_t epoch, int64_t step,
     labels[i] = sample.label;
     batch_indices[i] = used_index;
     if (image_data != nullptr) {
-      resize_to_uint8(sample.image, static_cast<int>(global_side),
-                      image_data + i * channels * global_side * global_side);
+      resize_to_uint8(sample.image, static_cast<int>(image_side),
+                      image_data + i * channels * image_side * image_side);
       continue;
     }
     // Keyed by (seed, epoch, planned index, view), local views numbered after the global ones:

@@ -17,6 +17,7 @@
 #include "selfsup/core/launch.h"
 #include "selfsup/core/logging.h"
 #include "selfsup/data/dataset.h"
+#include "selfsup/data/device_augment.h"
 #include "selfsup/data/loader.h"
 #include "selfsup/data/sampler.h"
 #include "selfsup/dist/gradient_reducer.h"
@@ -128,6 +129,7 @@ TrainResult Trainer::run() {
                                                          world, config_.seed);
   }
   const Sampler& sampler = *sampler_owner;
+  const torch::Device device = resolve_device(config_.device, comm_->local_rank());
   LoaderOptions loader_options;
   loader_options.seed = config_.seed;
   loader_options.workers = config_.data.workers;
@@ -135,7 +137,18 @@ TrainResult Trainer::run() {
   loader_options.views = config_.augment.views;
   loader_options.local_views = config_.augment.local_views;
   loader_options.device_augment = config_.augment.backend == "device";
+  // Page-locked batches only where they help: an asynchronous copy to a CUDA device.
+  loader_options.pin_memory = config_.data.pin_memory && device.is_cuda();
   Loader loader(*dataset, SimClrAugment::for_dataset(config_.augment, *dataset), loader_options);
+  std::optional<DeviceAugment> device_augment;
+  if (loader_options.device_augment) {
+    device_augment.emplace(config_.augment, dataset->channels());
+    if (!device.is_cuda()) {
+      spdlog::warn(
+          "augment.backend = \"device\" on a CPU: the batched tensor ops are slower there than "
+          "the OpenCV path; use augment.backend = \"cpu\" unless testing");
+    }
+  }
 
   // Denormal floats (tiny gradients, Adam moments) run through microcode on x86 and can slow a CPU
   // step several-fold late in training; flushing them to zero costs nothing in accuracy.
@@ -179,7 +192,6 @@ TrainResult Trainer::run() {
   // Model: identical initial weights on every rank (seeded, then broadcast from rank 0). A resumed
   // run takes its weights from the checkpoint, so it does not need the model.init file any more.
   torch::manual_seed(config_.seed);
-  const torch::Device device = resolve_device(config_.device, comm_->local_rank());
   Config model_config = config_;
   if (!resume_from.empty()) model_config.model.init.clear();
   objective_ = make_objective(model_config, dataset->channels(), comm_);
@@ -350,6 +362,10 @@ TrainResult Trainer::run() {
         epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, int64_t(plan.size())) : 0;
     plan.erase(plan.begin(), plan.begin() + first);
     loader.start_epoch(epoch, std::move(plan));
+    // Bad samples replaced this epoch, summed over ranks. Each sample is read once per epoch, so
+    // this never exceeds the number of bad files: above max_bad_fraction of an epoch it stops the
+    // run without waiting for the epoch to end.
+    int64_t epoch_bad = 0;
     for (int64_t in_epoch = first; step < total_steps; ++in_epoch) {
       const auto wait_start = Clock::now();
       auto batch = loader.next();
@@ -360,10 +376,21 @@ TrainResult Trainer::run() {
       set_learning_rate(*optimizer, lr);
 
       optimizer->zero_grad();
-      auto to_device = [&](const torch::Tensor& t) {
-        return t.defined() ? t.to(device, /*non_blocking=*/true) : t;
-      };
-      auto out = objective_->compute(to_device(batch->views), to_device(batch->local_views));
+      torch::Tensor views, local_views;
+      if (device_augment) {
+        // uint8 crosses the bus (a quarter of the bytes of float views); the views are keyed by
+        // (seed, epoch, dataset index, view) like the CPU path, so they do not depend on the rank.
+        torch::NoGradGuard no_grad;
+        const auto made = device_augment->forward(batch->images.to(device, /*non_blocking=*/true),
+                                                  config_.seed, batch->epoch, batch->indices);
+        views = made.global;
+        local_views = made.local;
+      } else {
+        views = batch->views.to(device, /*non_blocking=*/true);
+        if (batch->local_views.defined())
+          local_views = batch->local_views.to(device, /*non_blocking=*/true);
+      }
+      auto out = objective_->compute(views, local_views);
       if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
       out.loss.backward();
       reducer.reduce();
@@ -380,6 +407,7 @@ TrainResult Trainer::run() {
           grad_sums.empty() ? 0.0 : torch::stack(grad_sums).sum().item<double>();
       std::vector<double> local_values{out.loss.item<double>(), grad_sum};
       for (const auto& [key, value] : out.metrics) local_values.push_back(value);
+      local_values.push_back(double(batch->bad_samples));
       local_values.push_back(StopSignals::pending() != 0 ? 1.0 : 0.0);
       coordinator_seconds += seconds_since(coordinator_start);
       auto values = torch::tensor(local_values, torch::kDouble);
@@ -387,6 +415,12 @@ TrainResult Trainer::run() {
       const double loss = values[0].item<double>();
       const bool finite = std::isfinite(loss) && std::isfinite(values[1].item<double>());
       const bool stop = values[values.size(0) - 1].item<double>() > 0.0;
+      const auto step_bad =
+          int64_t(std::llround(values[values.size(0) - 2].item<double>() * double(world)));
+      epoch_bad += step_bad;
+      result.bad_samples += step_bad;
+      check_bad_fraction(epoch_bad, steps_per_epoch * tc.batch_size, config_.data.max_bad_fraction,
+                         loader.bad_sources());
       if (!finite) {
         ++result.skipped_steps;
         ++consecutive_skips;
@@ -422,7 +456,8 @@ TrainResult Trainer::run() {
           {"lr", lr},
           {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
           {"data_wait_ms", 1e3 * data_wait},
-          {"skipped", finite ? 0.0 : 1.0}};
+          {"skipped", finite ? 0.0 : 1.0},
+          {"bad_samples", double(step_bad)}};
       std::map<std::string, double> global_metrics;
       size_t i = 2;
       for (const auto& [key, value] : out.metrics) {
@@ -548,6 +583,7 @@ TrainResult Trainer::run() {
                                     {"knn_monitor_top1", result.monitor_top1},
                                     {"coordinator_ms_per_step", result.coordinator_ms},
                                     {"data_wait_fraction", result.data_wait_fraction},
+                                    {"bad_samples", result.bad_samples},
                                     {"images_seen", images_seen},
                                     {"final_loss", result.final_loss},
                                     {"final_mi_bound", result.final_mi_bound},

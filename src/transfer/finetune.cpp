@@ -83,13 +83,19 @@ torch::Device device_of(const torch::nn::Module& module) {
 AugmentConfig finetune_augment(const Config& config, const Dataset& dataset) {
   AugmentConfig augment = config.augment;
   augment.views = 1;
+  augment.local_views = 0;
   augment.jitter_prob = 0.0;
+  augment.grayscale_prob = 0.0;
   augment.blur_prob = 0.0;
+  augment.solarize_prob = 0.0;
   if (config.transfer.finetune.augment) {
     augment.crop_scale = config.transfer.finetune.crop_scale;
     augment.flip_prob = 0.5;
   } else {
-    const double ratio = double(dataset.width()) / double(dataset.height());
+    // The whole image; images of varying size: the central square (every box of scale 1 and ratio
+    // 1 misfits, and the crop falls back to the central box of ratio 1).
+    const double ratio =
+        dataset.height() > 0 ? double(dataset.width()) / double(dataset.height()) : 1.0;
     augment.crop_scale = {1.0, 1.0};
     augment.crop_ratio = {ratio, ratio};
     augment.flip_prob = 0.0;

@@ -28,8 +28,9 @@ struct Batch {
   // augment.local_size), undefined when augment.local_views = 0.
   torch::Tensor views;
   torch::Tensor local_views;
-  // augment.backend "device": the decoded images, [B_local, C, S, S] uint8, resized but not
-  // augmented (views and local_views are then undefined; the trainer augments on the device).
+  // augment.backend "device": the decoded images, [B_local, C, S', S'] uint8, not augmented
+  // (views and local_views are then undefined; the trainer augments on the device). S' is the
+  // images' own side when they are all one square size, else 8/7 of augment.size (central square).
   torch::Tensor images;
   // [B_local] int64 labels and dataset indices of the images in the batch: for a bad sample, its
   // substitute's (the views stay keyed by the planned index, so they differ from the

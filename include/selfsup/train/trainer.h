@@ -22,6 +22,7 @@ struct TrainResult {
   double peak_memory_mb = 0.0;        // peak resident memory of the largest rank (CPU; MiB)
   double images_per_s = 0.0;          // global images per second over the whole run
   double seconds = 0.0;               // wall time of the loop
+  int64_t bad_samples = 0;            // unreadable samples replaced, over all ranks (this process)
   double data_wait_fraction = 0.0;    // step time spent waiting for data (max over ranks)
   double coordinator_ms = 0.0;        // per step: the coordinator's checks (no checkpoint due)
   double monitor_top1 = -1.0;         // the last kNN monitor value (percent), -1 without one
