@@ -1,19 +1,14 @@
 // selfsup_bench_loader: the C++ side of the loader benchmark (issue 6). bench/loader.sh runs it
 // and bench/loader_reference.py (torchvision) on the same JPEG files and prints the table.
 //
-// --mode loader: selfsup's threaded Loader over an image folder (root/train/<class>/*.jpg): read,
-//   decode (cv::imdecode), then the CPU augmentation (SimClrAugment) for 2 views, in --workers
-//   threads. Images/s over --epochs timed epochs (more until --min-seconds are measured) after one
-//   warm-up epoch.
+// --mode loader: selfsup's threaded Loader over the image-folder dataset (data.dataset = "folder",
+//   root/train/<class>/*.jpg): read, decode (cv::imdecode), then the full RGB recipe of the CPU
+//   augmentation (SimClrAugment) for 2 views, in --workers threads. Images/s over --epochs timed
+//   epochs (more until --min-seconds are measured) after one warm-up epoch.
 // --mode device: DeviceAugment alone (augment.backend = "device") on the CPU, on the decoded images
 //   of the same folder held as one uint8 batch per step, --workers intra-op threads: the cost of
-//   the batched tensor path when no GPU is there to take it.
-//
-// Until the CPU recipe handles RGB images and an output size (augment.size), the loader mode
-// decodes to colour, converts to grayscale and resizes to the view size in the dataset, and the
-// augmentation runs its grayscale recipe (crop, flip, brightness/contrast jitter, blur) at that
-// size; the JSON line says so ("recipe"). The dataset here is local to the benchmark (a tiny
-// reader of the folder layout); data.dataset = "folder" replaces it once it lands.
+//   the batched tensor path when no GPU is there to take it. (JpegFolder below decodes and resizes
+//   them once, up front.)
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -42,8 +37,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-// root/<class>/<file>.jpg, classes and files in name order; decoded on every get() (no cache), to
-// `side` x `side`, grayscale (`channels` 1) or RGB (3).
+// root/<class>/<file>.jpg, classes and files in name order, decoded to `side` x `side`, grayscale
+// (`channels` 1) or RGB (3): the device mode's images, decoded once before timing.
 class JpegFolder : public selfsup::Dataset {
  public:
   JpegFolder(const fs::path& root, int side, int channels) : side_(side), channels_(channels) {
@@ -144,13 +139,22 @@ std::vector<std::vector<int64_t>> epoch_plan(int64_t size, int64_t batch, int64_
 nlohmann::json run_loader(const BenchOptions& opt) {
   cv::setNumThreads(0);  // one thread per worker, as torchvision's workers (no OpenCV pool)
   torch::set_num_threads(1);
-  const JpegFolder dataset(fs::path(opt.root) / "train", opt.size, /*channels=*/1);
+  // The image-folder dataset as training reads it (data.dataset = "folder"): RGB, native sizes,
+  // the crop resized to the view side by the augmentation.
+  selfsup::DataConfig data;
+  data.dataset = "folder";
+  data.root = opt.root;
+  data.train_split = "train";
+  data.index_cache = false;
+  const auto dataset_owner = selfsup::open_dataset(data, selfsup::Split::kTrain);
+  const selfsup::Dataset& dataset = *dataset_owner;
   selfsup::LoaderOptions options;
   options.seed = 1;
   options.workers = opt.workers;
   options.prefetch = 2 * opt.workers;
   options.views = 2;
-  selfsup::Loader loader(dataset, selfsup::SimClrAugment(recipe(opt)), options);
+  selfsup::Loader loader(dataset, selfsup::SimClrAugment::for_dataset(recipe(opt), dataset),
+                         options);
   int64_t images = 0;
   double checksum = 0;
   Clock::time_point start = Clock::now();
@@ -163,8 +167,8 @@ nlohmann::json run_loader(const BenchOptions& opt) {
     }
   }
   const double seconds = seconds_since(start);
-  return {{"recipe", "grayscale: crop, flip, brightness/contrast jitter, blur (CPU path)"},
-          {"channels", 1},
+  return {{"recipe", "RGB: crop, flip, colour jitter (random order), grayscale, blur (CPU path)"},
+          {"channels", 3},
           {"images", images},
           {"seconds", seconds},
           {"checksum", checksum}};

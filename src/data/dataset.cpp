@@ -35,18 +35,22 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& config, Split split) {
   // indexes fall back to the per-user cache folder when the dataset is read-only.
   const std::string& split_name = train ? config.train_split : config.test_split;
   if (config.dataset == "folder") {
-    return std::make_unique<FolderDataset>(FolderOptions(config.root, split_name)
-                                               .set_name(config.name)
-                                               .set_limit(limit)
-                                               .set_index_cache(config.index_cache)
-                                               .set_cache_dir(user_cache_dir()));
+    return std::make_unique<FolderDataset>(
+        FolderOptions(config.root, split_name)
+            .set_name(config.name)
+            .set_limit(limit)
+            .set_index_cache(config.index_cache)
+            .set_cache_dir(user_cache_dir())
+            .set_decode(DecodeOptions().set_min_side(kMinImageSide)));
   }
   if (config.dataset == "tar") {
-    return std::make_unique<TarDataset>(TarOptions(config.root, split_name)
-                                            .set_name(config.name)
-                                            .set_limit(limit)
-                                            .set_index_cache(config.index_cache)
-                                            .set_cache_dir(user_cache_dir()));
+    return std::make_unique<TarDataset>(
+        TarOptions(config.root, split_name)
+            .set_name(config.name)
+            .set_limit(limit)
+            .set_index_cache(config.index_cache)
+            .set_cache_dir(user_cache_dir())
+            .set_decode(DecodeOptions().set_min_side(kMinImageSide)));
   }
   if (config.dataset == "synthetic") {
     return std::make_unique<SyntheticDataset>(config.synthetic, split, config.name, limit);

@@ -126,7 +126,9 @@ json FolderDataset::walk() const {
       const std::string relative = it->path().lexically_relative(class_dir).string();
       if (it->is_directory(ec)) {
         dirs.push_back({{"path", relative}, {"mtime_ns", mtime_ns(it->path().string())}});
-      } else if (it->is_regular_file(ec) && is_image_file_name(relative)) {
+      } else if ((it->is_regular_file(ec) || it->is_symlink(ec)) && is_image_file_name(relative)) {
+        // A dangling link named like an image is indexed too: reading it fails, so it becomes a
+        // bad sample (replaced, counted, listed by validate-data) instead of vanishing silently.
         const auto bytes = it->file_size(ec);
         files.emplace_back(relative, ec ? -1 : static_cast<int64_t>(bytes));
       } else {

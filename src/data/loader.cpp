@@ -271,6 +271,8 @@ Loader::BuiltBatch Loader::make_batch(int64_t epoch, int64_t step,
   }
   batch.labels = torch::empty({batch_size}, tensor_options(torch::kInt64));
   batch.indices = torch::empty({batch_size}, tensor_options(torch::kInt64));
+  batch.keys = torch::empty({batch_size}, tensor_options(torch::kInt64));
+  int64_t* keys = batch.keys.data_ptr<int64_t>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   int64_t* batch_indices = batch.indices.data_ptr<int64_t>();
 
@@ -281,6 +283,7 @@ Loader::BuiltBatch Loader::make_batch(int64_t epoch, int64_t step,
     if (used_index != index) ++batch.bad_samples;
     labels[i] = sample.label;
     batch_indices[i] = used_index;
+    keys[i] = index;
     if (image_data != nullptr) {
       resize_to_uint8(sample.image, static_cast<int>(image_side),
                       image_data + i * channels * image_side * image_side);

@@ -113,6 +113,24 @@ TrainResult Trainer::run() {
   // Data: one global permutation per epoch; this rank takes its slice of every global batch.
   auto dataset = open_dataset(config_.data, Split::kTrain);
   spdlog::info("dataset: {}", dataset->describe());
+  {
+    // Every rank opened the dataset on its own (a cached index on one node, a fresh walk of a
+    // folder still being copied on another): they must agree before the samplers plan, or the
+    // ranks would run different steps. Every rank compares the same reduced numbers and stops
+    // together.
+    const auto offsets = dataset->shard_offsets();
+    const auto mine = torch::tensor({double(dataset->size()), double(offsets.size()),
+                                     offsets.empty() ? 0.0 : double(offsets.back())},
+                                    torch::kDouble);
+    auto low = mine.clone(), high = mine.clone();
+    comm_->all_reduce_(low, ReduceOp::kMin);
+    comm_->all_reduce_(high, ReduceOp::kMax);
+    SELFSUP_CHECK(torch::equal(low, high), "the ranks see different datasets: between ",
+                  int64_t(low[0].item<double>()), " and ", int64_t(high[0].item<double>()),
+                  " samples (this rank: ", dataset->describe(), "); make ", config_.data.root,
+                  " the same on every node (a copy still in progress? a stale index? set "
+                  "data.index_cache=false to rule the index out)");
+  }
   std::unique_ptr<Sampler> sampler_owner;
   if (config_.data.sampler == "shards") {
     const auto offsets = dataset->shard_offsets();
@@ -382,7 +400,7 @@ TrainResult Trainer::run() {
         // (seed, epoch, dataset index, view) like the CPU path, so they do not depend on the rank.
         torch::NoGradGuard no_grad;
         const auto made = device_augment->forward(batch->images.to(device, /*non_blocking=*/true),
-                                                  config_.seed, batch->epoch, batch->indices);
+                                                  config_.seed, batch->epoch, batch->keys);
         views = made.global;
         local_views = made.local;
       } else {

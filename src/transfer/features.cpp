@@ -3,8 +3,10 @@
 #include "selfsup/transfer/features.h"
 
 #include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <random>
 
@@ -38,13 +40,28 @@ std::pair<torch::Tensor, torch::Tensor> plain_images(const Dataset& dataset,
   auto labels = torch::empty({count}, torch::kLong);
   float* pixels = images.data_ptr<float>();
   int64_t* label_ptr = labels.data_ptr<int64_t>();
+  std::atomic<int64_t> bad{0};
   at::parallel_for(0, count, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const auto sample = dataset.get(index_at(options, first + i));
-      augment.plain(sample.image, pixels + i * c * h * w);
-      label_ptr[i] = sample.label;
+      const int64_t index = index_at(options, first + i);
+      try {
+        const auto sample = dataset.get(index);
+        augment.plain(sample.image, pixels + i * c * h * w);
+        label_ptr[i] = sample.label;
+      } catch (const BadSampleError& error) {
+        // An unreadable file keeps its row (the shards and the probes need fixed counts): the
+        // image is the normalised mean, the label the one its index knows. Training logged the
+        // file already; here it is counted.
+        std::fill(pixels + i * c * h * w, pixels + (i + 1) * c * h * w, 0.0f);
+        label_ptr[i] = dataset.label(index);
+        ++bad;
+      }
     }
   });
+  if (bad > 0) {
+    spdlog::warn("{}: {} unreadable sample(s) among rows [{}, {}) given a blank image",
+                 dataset.describe(), bad.load(), first, first + count);
+  }
   return {images, labels};
 }
 
@@ -126,7 +143,7 @@ torch::Tensor dataset_labels(const Dataset& dataset) {
   auto labels = torch::empty({n}, torch::kLong);
   int64_t* out = labels.data_ptr<int64_t>();
   at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = dataset.get(i).label;
+    for (int64_t i = begin; i < end; ++i) out[i] = dataset.label(i);
   });
   return labels;
 }
@@ -144,16 +161,18 @@ std::vector<int64_t> class_balanced_subset(const torch::Tensor& labels, int64_t 
   const int64_t n = cpu_labels.size(0);
   const int64_t* label_data = cpu_labels.data_ptr<int64_t>();
   std::vector<std::vector<int64_t>> by_class(static_cast<size_t>(num_classes));
+  std::vector<int64_t> labelled;  // samples with a label (-1: unknown, e.g. an unreadable file)
   for (int64_t i = 0; i < n; ++i) {
-    SELFSUP_CHECK(label_data[i] >= 0 && label_data[i] < num_classes,
+    SELFSUP_CHECK(label_data[i] >= -1 && label_data[i] < num_classes,
                   "class_balanced_subset: label ", label_data[i], " of sample ", i,
                   " is outside [0, ", num_classes, ")");
+    if (label_data[i] < 0) continue;
     by_class[static_cast<size_t>(label_data[i])].push_back(i);
+    labelled.push_back(i);
   }
   std::vector<int64_t> subset;
   if (fraction >= 1.0) {
-    subset.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) subset[static_cast<size_t>(i)] = i;
+    subset = labelled;
     return subset;
   }
   const auto per_class = std::max<int64_t>(

@@ -487,20 +487,19 @@ double ks_threshold(size_t n, size_t m) {
 
 // Views of one grayscale [H, W] uint8 image, as [count, H, W] un-normalised pixels: view v of key
 // k is row k * views + v. The CPU path: SimClrAugment with KeyedRng(seed, 0, k, v), output size =
-// input size. (When SimClrAugment takes RGB images and an output size, this is the one function
-// to change.)
+// input size (square images).
 torch::Tensor cpu_views(const AugmentConfig& config, const torch::Tensor& image, int64_t keys,
                         uint64_t seed) {
   const int64_t height = image.size(0), width = image.size(1);
   const torch::Tensor contiguous = image.contiguous();
   const cv::Mat mat(static_cast<int>(height), static_cast<int>(width), CV_8UC1,
                     contiguous.data_ptr<uint8_t>());
-  const SimClrAugment augment(config);
+  const SimClrAugment augment(config, /*channels=*/1, /*image_side=*/static_cast<int>(height));
   torch::Tensor out = torch::empty({keys * config.views, height, width}, torch::kFloat32);
   for (int64_t k = 0; k < keys; ++k) {
     for (int v = 0; v < config.views; ++v) {
       KeyedRng rng(seed, 0, static_cast<uint64_t>(k), static_cast<uint64_t>(v));
-      augment.view(mat, rng, out[k * config.views + v].data_ptr<float>());
+      augment.view(mat, rng, ViewKind::kGlobal, out[k * config.views + v].data_ptr<float>());
     }
   }
   return out * config.std[0] + config.mean[0];

@@ -31,7 +31,7 @@ using Member = std::pair<std::string, std::vector<uint8_t>>;  // name, bytes
 std::vector<uint8_t> text_bytes(const std::string& text) { return {text.begin(), text.end()}; }
 
 // A BGR image whose pixels encode `seed`, so that each sample is recognisable after decoding.
-cv::Mat pattern_bgr(int seed, int rows = 6, int cols = 5) {
+cv::Mat pattern_bgr(int seed, int rows = 9, int cols = 8) {
   cv::Mat image(rows, cols, CV_8UC3);
   for (int y = 0; y < rows; ++y) {
     for (int x = 0; x < cols; ++x) {

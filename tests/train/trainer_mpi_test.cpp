@@ -104,9 +104,11 @@ void expect_same_run_on_one_rank(const Config& config, const std::string& tag) {
           << "step " << step + 1 << " on " << world << " ranks";
     }
     // Parameters and buffers: the whole vector within 1e-5 relative (||a - b|| / ||b||), and every
-    // tensor within 1e-4 of its own scale, so that a wrong update of one small tensor still shows.
-    // (A batch-norm bias is a difference of sums over 10^4 activations; different partitions of
-    // those sums round differently at about 1e-5 of the bias itself.)
+    // tensor within 5e-4 of its own scale, so that a wrong update of one small tensor still shows
+    // (it would be off by its whole update, O(1) of its scale). A batch-norm bias is a difference
+    // of sums over 10^4 activations, and different partitions of those sums round differently:
+    // measured up to 2.9e-4 of the bias (about 3e-7 absolute) after five steps of the queue and
+    // momentum run on 2 to 4 ranks with the full colour recipe's views, 1.6e-6 for the whole vector.
     auto ours = distributed.objective()->named_parameters();
     auto ours_buffers = distributed.objective()->named_buffers();
     double squared_difference = 0, squared_norm = 0;
@@ -117,7 +119,7 @@ void expect_same_run_on_one_rank(const Config& config, const std::string& tag) {
       squared_difference += difference.pow(2).sum().item<double>();
       squared_norm += reference.pow(2).sum().item<double>();
       const double scale = std::max(1e-3, reference.abs().max().item<double>());
-      EXPECT_LT(difference.abs().max().item<double>() / scale, 1e-4)
+      EXPECT_LT(difference.abs().max().item<double>() / scale, 5e-4)
           << name << " on " << world << " ranks";
     };
     for (const auto& item : single.objective()->named_parameters())

@@ -20,6 +20,10 @@ struct Sample {
   int64_t label = -1;  // class index, or -1 when the dataset has no labels
 };
 
+/// Images smaller than this on a side are bad samples: too small to crop into a view. The decoders
+/// of the file formats reject them (so validate-data lists them), and the loader checks again.
+constexpr int kMinImageSide = 8;
+
 /// A sample that cannot be used: a zero-byte, truncated, non-image or unreadable file, or an image
 /// smaller than the crop. Datasets throw it from get(); the loader replaces the sample by a
 /// deterministic substitute, logs `source` once and counts it (data.max_bad_fraction).
@@ -44,6 +48,15 @@ class Dataset {
   /// Decodes sample `index` (0 <= index < size()). Must be safe to call from several threads.
   /// Throws BadSampleError when that one sample cannot be used (other errors stop the run).
   virtual Sample get(int64_t index) const = 0;
+  /// The label of sample `index` (-1 when unknown), without decoding where the format allows it:
+  /// what the transfer stage reads to pick class-balanced subsets, bad samples included.
+  virtual int64_t label(int64_t index) const {
+    try {
+      return get(index).label;
+    } catch (const BadSampleError&) {
+      return -1;
+    }
+  }
   /// Where sample `index` comes from, for logs: a file path, "shard.tar:member" or "file#index".
   virtual std::string source(int64_t index) const = 0;
   /// Number of classes (labels are in [0, num_classes)).

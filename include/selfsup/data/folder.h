@@ -67,6 +67,7 @@ class FolderDataset : public Dataset {
 
   int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
   Sample get(int64_t index) const override;
+  int64_t label(int64_t index) const override { return samples_.at(size_t(index)).label; }
   std::string source(int64_t index) const override;
   int64_t num_classes() const override { return static_cast<int64_t>(class_names_.size()); }
   int channels() const override { return 3; }

@@ -37,6 +37,9 @@ struct Batch {
   // substitute's own views).
   torch::Tensor labels;
   torch::Tensor indices;
+  // [B_local] int64: the planned dataset indices, which key the views' randomness; they differ
+  // from `indices` where a bad sample was replaced (the device augmentation keys by these too).
+  torch::Tensor keys;
   int64_t epoch = 0;
   int64_t step_in_epoch = 0;
   int64_t bad_samples = 0;  // samples of this batch replaced by their deterministic substitute
@@ -64,7 +67,7 @@ struct LoaderOptions {
 class Loader {
  public:
   /// Images with a side shorter than this are bad samples.
-  static constexpr int kMinImageSide = 8;
+  static constexpr int kMinImageSide = selfsup::kMinImageSide;
   /// Candidates probed for a bad sample's substitute before the loader gives up.
   static constexpr int kMaxSubstituteProbes = 64;
 
