@@ -140,7 +140,8 @@ int run_export(const std::string& run_dir, const std::string& checkpoint_arg,
   torch::set_num_threads(choose_threads(config.train.threads, 1));
   const auto dataset = open_dataset(config.data, Split::kTrain);  // for the image shape
   auto objective =
-      make_objective(config, dataset->channels(), std::make_shared<LocalCommunicator>());
+      make_objective(config, dataset->channels(), std::make_shared<LocalCommunicator>(),
+                     view_side(config, dataset->height()));
   const auto checkpoint = checkpoint_arg.empty()
                               ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())
                               : checkpoint_arg;
@@ -420,7 +421,8 @@ int main(int argc, char** argv) {
     } else {
       // Rebuild the model of the run, load its weights, and evaluate the encoder only.
       auto dataset = open_dataset(config.data, Split::kTrain);
-      auto objective = make_objective(config, dataset->channels(), comm);
+      auto objective =
+          make_objective(config, dataset->channels(), comm, view_side(config, dataset->height()));
       objective->to(resolve_device(config.device, comm->local_rank()));
       const auto path = checkpoint.empty()
                             ? latest_checkpoint((fs::path(run_dir) / "checkpoints").string())

@@ -1,5 +1,7 @@
 #include "selfsup/core/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -277,6 +279,44 @@ void check_config(const Config& config, const std::string& source) {
          " is larger than the global views' augment.size = " + std::to_string(augment.size) +
          "; local views are the small crops");
   }
+  const auto& pretext = config.pretext;
+  if (pretext.task == "simclr") {
+    if (augment.total_views() < 2) {
+      fail(
+          "pretext.task = \"simclr\" needs at least two views per image (positives): set "
+          "augment.views to 2 or more");
+    }
+  } else {
+    if (augment.views != 1 || augment.local_views != 0) {
+      fail("pretext.task = \"" + pretext.task +
+           "\" takes one view per image: set augment.views "
+           "to 1 and augment.local_views to 0 (they are " +
+           std::to_string(augment.views) + " and " + std::to_string(augment.local_views) + ")");
+    }
+    if (negatives.source != "batch" || negatives.momentum > 0.0) {
+      fail(
+          "negatives (a queue or a momentum encoder) belong to the contrastive task; with "
+          "pretext.task = \"" +
+          pretext.task +
+          "\" set negatives.source to \"batch\", "
+          "negatives.queue_size to 0 and negatives.momentum to 0");
+    }
+  }
+  if (pretext.task == "diffusion" && !(pretext.diffusion.beta_start < pretext.diffusion.beta_end)) {
+    fail("pretext.diffusion.beta_start = " + number(pretext.diffusion.beta_start) +
+         " must be below pretext.diffusion.beta_end = " + number(pretext.diffusion.beta_end) +
+         " (the noise grows with t)");
+  }
+  int64_t channels = 0;  // known from the config for these datasets
+  if (config.data.dataset == "idx") channels = 1;
+  if (config.data.dataset == "cifar10" || config.data.dataset == "cifar100") channels = 3;
+  if (config.data.dataset == "synthetic") channels = config.data.synthetic.channels;
+  int64_t side = augment.size;
+  if (side == 0 && config.data.dataset == "synthetic") side = config.data.synthetic.image_size;
+  if (side == 0 && (config.data.dataset == "cifar10" || config.data.dataset == "cifar100"))
+    side = 32;
+  check_pretext_fit(config, channels, side, source);
+
   const auto& finetune = config.transfer.finetune;
   if (finetune.enabled && finetune.fractions.empty()) {
     fail(
@@ -287,6 +327,64 @@ void check_config(const Config& config, const std::string& source) {
     if (!(fraction > 0.0)) {
       fail("transfer.finetune.fractions holds " + number(fraction) +
            "; every fraction of labels must be in (0, 1]");
+    }
+  }
+}
+
+JigsawGeometry jigsaw_geometry(const JigsawConfig& jigsaw, int64_t side) {
+  JigsawGeometry g;
+  g.cell = side / 3;
+  g.tile = int64_t(std::floor(double(g.cell) * (1.0 - jigsaw.gap)));
+  return g;
+}
+
+void check_pretext_fit(const Config& config, int64_t channels, int64_t side,
+                       const std::string& source) {
+  const auto& pretext = config.pretext;
+  auto fail = [&](const std::string& message) { throw ConfigError(source + ": " + message); };
+  if (pretext.task == "colorization" && channels == 1) {
+    fail("pretext.task = \"colorization\" predicts colour from luminance, but " + config.data.name +
+         " (data.dataset = \"" + config.data.dataset +
+         "\") is grayscale: use an RGB dataset (cifar10, a folder of colour images, or "
+         "data.dataset = \"synthetic\" with data.synthetic.channels = 3), or another task");
+  }
+  if (side <= 0) return;
+  const std::string view = "the views are " + std::to_string(side) + " px (augment.size" +
+                           (config.augment.size == 0 ? " = 0: the images' side)" : ")");
+  if (pretext.task == "jigsaw") {
+    const auto g = jigsaw_geometry(pretext.jigsaw, side);
+    if (g.tile < kMinJigsawTile) {
+      int64_t needed = 3;
+      while (jigsaw_geometry(pretext.jigsaw, needed).tile < kMinJigsawTile) ++needed;
+      fail("pretext.task = \"jigsaw\" cuts each view into 3x3 cells of " + std::to_string(g.cell) +
+           " px and tiles of " + std::to_string(g.tile) +
+           " px (pretext.jigsaw.gap = " + number(pretext.jigsaw.gap) +
+           "), but tiles need at "
+           "least " +
+           std::to_string(kMinJigsawTile) + " px; " + view + ": set augment.size to " +
+           std::to_string(needed) + " or more, or lower pretext.jigsaw.gap");
+    }
+  }
+  if (pretext.task == "superres") {
+    const int factor = pretext.superres.factor;
+    if (factor != 2 && factor != 4) {
+      fail("pretext.superres.factor = " + std::to_string(factor) + " is not supported: use 2 or 4");
+    }
+    if (side % factor != 0 || side / factor < 2) {
+      const int64_t up = (side + factor - 1) / factor * factor;
+      fail("pretext.superres.factor = " + std::to_string(factor) +
+           " must divide the side of the "
+           "views into at least 2 px, but " +
+           view + ": set augment.size to a multiple of " + std::to_string(factor) + " (e.g. " +
+           std::to_string(std::max<int64_t>(up, 2 * factor)) + ") or change the factor");
+    }
+  }
+  if (pretext.task == "inpainting") {
+    const auto hole = int64_t(std::lround(pretext.inpainting.size * double(side)));
+    if (hole < 1 || hole >= side) {
+      fail("pretext.inpainting.size = " + number(pretext.inpainting.size) + " masks " +
+           std::to_string(hole) + " px of " + std::to_string(side) + "; " + view +
+           ": choose a size that leaves both a hole and some context");
     }
   }
 }

@@ -6,6 +6,7 @@
 #include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/dist/sync_batch_norm.h"
+#include "selfsup/objectives/pretext.h"
 
 namespace selfsup {
 namespace {
@@ -76,9 +77,44 @@ void check_loss_memory(const Config& config, int world, double memory_bytes) {
   }
 }
 
+ObjectiveOutput Objective::compute(const torch::Tensor& views, const torch::Tensor& local_views) {
+  ObjectiveInput input;
+  input.views = views;
+  input.local_views = local_views;
+  input.keys = torch::arange(views.size(1), torch::kLong);
+  return compute(input);
+}
+
+std::vector<torch::Tensor> Objective::trainable_parameters() {
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  return trainable;
+}
+
+int64_t view_side(const Config& config, int64_t image_side) {
+  return config.augment.size > 0 ? config.augment.size : image_side;
+}
+
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
-                                          std::shared_ptr<Communicator> comm) {
-  return std::make_shared<SimClrObjective>(config, in_channels, std::move(comm));
+                                          std::shared_ptr<Communicator> comm, int64_t view_side) {
+  const auto& task = config.pretext.task;
+  if (view_side == 0) view_side = config.augment.size;
+  check_pretext_fit(config, in_channels, view_side, "config");
+  if (task == "simclr")
+    return std::make_shared<SimClrObjective>(config, in_channels, std::move(comm));
+  PretextShape shape{in_channels, view_side};
+  SELFSUP_CHECK(view_side > 0, "pretext.task = \"", task,
+                "\" needs the side of the views: set augment.size");
+  if (task == "rotation") return make_rotation_objective(config, shape, std::move(comm));
+  if (task == "jigsaw") return make_jigsaw_objective(config, shape, std::move(comm));
+  if (task == "colorization") return make_colorization_objective(config, shape, std::move(comm));
+  if (task == "inpainting") return make_inpainting_objective(config, shape, std::move(comm));
+  if (task == "superres") return make_superres_objective(config, shape, std::move(comm));
+  if (task == "autoencoder") return make_autoencoder_objective(config, shape, std::move(comm));
+  if (task == "gan") return make_gan_objective(config, shape, std::move(comm));
+  if (task == "diffusion") return make_diffusion_objective(config, shape, std::move(comm));
+  throw ConfigError("pretext.task = \"" + task + "\" has no objective");
 }
 
 }  // namespace selfsup

@@ -65,8 +65,9 @@ torch::Tensor SimClrObjective::project(Encoder& encoder, ProjectionHeadImpl& hea
   return torch::cat({embed(views), embed(local_views)}, /*dim=*/1);  // [B, V + L, D]
 }
 
-ObjectiveOutput SimClrObjective::compute(const torch::Tensor& views,
-                                         const torch::Tensor& local_views) {
+ObjectiveOutput SimClrObjective::compute(const ObjectiveInput& input) {
+  const auto& views = input.views;
+  const auto& local_views = input.local_views;
   const int64_t b_local = views.size(1);
   SELFSUP_CHECK(
       !local_views.defined() || (local_views.dim() == 5 && local_views.size(1) == b_local),

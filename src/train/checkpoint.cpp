@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "selfsup/core/files.h"
 
@@ -64,11 +66,17 @@ void save_archive(const fs::path& file, const std::function<void(Archive&)>& fil
   archive.save_to(file.string());
 }
 
+// optimizer.pt for the Trainer's optimizer, optimizer.<name>.pt for an objective's own.
+std::string optimizer_file(const std::string& name) {
+  return name.empty() ? "optimizer.pt" : "optimizer." + name + ".pt";
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info,
                             torch::nn::Module& model, torch::optim::Optimizer* optimizer,
-                            const torch::Tensor& rng_states) {
+                            const torch::Tensor& rng_states,
+                            const std::map<std::string, torch::optim::Optimizer*>& own_optimizers) {
   const fs::path root(checkpoints_dir);
   fs::create_directories(root);
   const std::string name = kStepPrefix + std::to_string(info.step);
@@ -82,6 +90,9 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
   save_archive<Out>(tmp / "model.pt", [&](Out& archive) { model.save(archive); });
   if (optimizer != nullptr)
     save_archive<Out>(tmp / "optimizer.pt", [&](Out& archive) { optimizer->save(archive); });
+  for (const auto& [name, own] : own_optimizers) {
+    save_archive<Out>(tmp / optimizer_file(name), [&](Out& archive) { own->save(archive); });
+  }
   if (rng_states.defined()) {
     save_archive<Out>(tmp / "rng.pt", [&](Out& archive) {
       archive.write("states", rng_states.to(torch::kCPU).contiguous(), /*is_buffer=*/true);
@@ -304,10 +315,12 @@ CheckpointInfo load_model(const std::string& path, torch::nn::Module& model) {
   return info;
 }
 
-void load_optimizer(const std::string& path, torch::optim::Optimizer& optimizer) {
-  const fs::path file = fs::path(path) / "optimizer.pt";
-  SELFSUP_CHECK(fs::exists(file), "cannot resume from ", path,
-                ": optimizer.pt is missing (the checkpoint holds weights only)");
+void load_optimizer(const std::string& path, torch::optim::Optimizer& optimizer,
+                    const std::string& name) {
+  const fs::path file = fs::path(path) / optimizer_file(name);
+  SELFSUP_CHECK(fs::exists(file), "cannot resume from ", path, ": ", file.filename().string(),
+                " is missing (the checkpoint holds ",
+                name.empty() ? "weights only)" : "no state of the objective's own optimizer)");
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(file.string());

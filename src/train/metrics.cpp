@@ -117,6 +117,16 @@ bool write_plots(const std::string& run_dir) try {
     spdlog::warn("gnuplot not found: no plots drawn (install gnuplot-nox, see launch/setup.sh)");
     return false;
   }
+  // The columns present: contrastive runs have the MI bound and the similarities, the other pretext
+  // tasks their own metrics.
+  std::string header;
+  {
+    std::ifstream in(csv);
+    std::getline(in, header);
+  }
+  auto has_column = [&](const std::string& name) {
+    return ("," + header + ",").find("," + name + ",") != std::string::npos;
+  };
   const fs::path plots = dir / "plots";
   fs::create_directories(plots);
   const fs::path script = plots / "plots.gp";
@@ -132,23 +142,36 @@ bool write_plots(const std::string& run_dir) try {
        << quoted(csv, false)
        << "\n"
           "set output "
-       << png("loss.png")
-       << "\n"
-          "set title 'NT-Xent loss'\n"
-          "plot data using 'step':'loss' with lines lw 2\n"
-          "set output "
-       << png("mi_bound.png")
-       << "\n"
-          "set title 'InfoNCE mutual-information bound log(N) - loss (nats)'\n"
-          "plot data using 'step':'mi_bound' with lines lw 2\n"
-          "set output "
-       << png("similarity.png")
-       << "\n"
-          "set title 'mean cosine similarity'\n"
-          "plot data using 'step':'pos_sim' with lines lw 2, data using 'step':'neg_sim' with "
-          "lines lw 2\n"
-          "set output "
-       << png("lr.png")
+       << png("loss.png") << "\n"
+       << (has_column("mi_bound") ? "set title 'NT-Xent loss'\n" : "set title 'training loss'\n")
+       << "plot data using 'step':'loss' with lines lw 2\n";
+    if (has_column("mi_bound")) {
+      gp << "set output " << png("mi_bound.png")
+         << "\n"
+            "set title 'InfoNCE mutual-information bound log(N) - loss (nats)'\n"
+            "plot data using 'step':'mi_bound' with lines lw 2\n";
+    }
+    if (has_column("pos_sim") && has_column("neg_sim")) {
+      gp << "set output " << png("similarity.png")
+         << "\n"
+            "set title 'mean cosine similarity'\n"
+            "plot data using 'step':'pos_sim' with lines lw 2, data using 'step':'neg_sim' with "
+            "lines lw 2\n";
+    }
+    if (has_column("accuracy")) {
+      gp << "set output " << png("accuracy.png")
+         << "\n"
+            "set title 'pretext accuracy (training batch)'\n"
+            "plot data using 'step':'accuracy' with lines lw 2\n";
+    }
+    if (has_column("generator_loss")) {
+      gp << "set output " << png("gan.png")
+         << "\n"
+            "set title 'GAN losses'\n"
+            "plot data using 'step':'loss' with lines lw 2 title 'discriminator', data using "
+            "'step':'generator_loss' with lines lw 2 title 'generator'\n";
+    }
+    gp << "set output " << png("lr.png")
        << "\n"
           "set title 'learning rate'\n"
           "plot data using 'step':'lr' with lines lw 2\n"

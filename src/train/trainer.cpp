@@ -212,13 +212,13 @@ TrainResult Trainer::run() {
   torch::manual_seed(config_.seed);
   Config model_config = config_;
   if (!resume_from.empty()) model_config.model.init.clear();
-  objective_ = make_objective(model_config, dataset->channels(), comm_);
+  objective_ = make_objective(model_config, dataset->channels(), comm_,
+                              view_side(config_, dataset->height()));
   objective_->to(device);
   objective_->train();
-  // What the optimizer trains: a momentum key encoder follows the encoder instead (end_step).
-  std::vector<torch::Tensor> parameters;
-  for (const auto& p : objective_->parameters())
-    if (p.requires_grad()) parameters.push_back(p);
+  // What the optimizer trains: a momentum key encoder follows the encoder instead, and a GAN's
+  // generator has an optimizer of its own (both in end_step).
+  const std::vector<torch::Tensor> parameters = objective_->trainable_parameters();
   auto optimizer = make_optimizer(config_.optim, parameters);
   GradientReducer reducer(parameters, *comm_);
 
@@ -238,6 +238,8 @@ TrainResult Trainer::run() {
       if (rank == 0)
         for (const auto& warning : warnings) spdlog::warn("resume: {}", warning);
       load_optimizer(resume_from, *optimizer);
+      for (const auto& [name, own] : objective_->own_optimizers())
+        load_optimizer(resume_from, *own, name);
       const auto rng = load_rng_states(resume_from);
       const auto own = get_rng_state(device.is_cuda());
       if (rng.defined() && rng.size(0) == world && rng.size(1) == own.numel()) {
@@ -305,17 +307,18 @@ TrainResult Trainer::run() {
         "rank's batch statistics, which the queued keys do not, a shortcut the model can learn; "
         "\"sync\" (the default) normalises with the global batch");
   }
-  spdlog::info(
-      "negatives: {}{}{} | loss {} | candidates per anchor N = {}{} (MI bound log N - loss)",
-      negatives.source,
-      negatives.queue_size > 0 ? fmt::format(", queue of {} keys", negatives.queue_size) : "",
-      negatives.momentum > 0 ? fmt::format(", momentum key encoder (m = {})", negatives.momentum)
-                             : "",
-      config_.loss.tiled ? fmt::format("tiled (block {})", config_.loss.block_size) : "dense",
-      (negatives.source == "queue" ? config_.augment.total_views() - 1
-                                   : tc.batch_size * config_.augment.total_views() - 1) +
-          negatives.queue_size,
-      negatives.queue_size > 0 ? " once the queue is full" : "");
+  if (config_.pretext.task == "simclr")
+    spdlog::info(
+        "negatives: {}{}{} | loss {} | candidates per anchor N = {}{} (MI bound log N - loss)",
+        negatives.source,
+        negatives.queue_size > 0 ? fmt::format(", queue of {} keys", negatives.queue_size) : "",
+        negatives.momentum > 0 ? fmt::format(", momentum key encoder (m = {})", negatives.momentum)
+                               : "",
+        config_.loss.tiled ? fmt::format("tiled (block {})", config_.loss.block_size) : "dense",
+        (negatives.source == "queue" ? config_.augment.total_views() - 1
+                                     : tc.batch_size * config_.augment.total_views() - 1) +
+            negatives.queue_size,
+        negatives.queue_size > 0 ? " once the queue is full" : "");
 
   std::optional<MetricsWriter> metrics;       // rank 0 writes the run's metrics
   std::optional<MetricsWriter> monitor_rows;  // and the kNN monitor's
@@ -345,7 +348,8 @@ TrainResult Trainer::run() {
       const auto t = Clock::now();
       position.world_size = world;
       position.config_json = config_to_json(config_);
-      path = save_checkpoint(checkpoints_dir, position, *objective_, optimizer.get(), rng_states);
+      path = save_checkpoint(checkpoints_dir, position, *objective_, optimizer.get(), rng_states,
+                             objective_->own_optimizers());
       prune_checkpoints(checkpoints_dir, config_.checkpoint.keep);
       double bytes = 0;
       for (const auto& entry : fs::directory_iterator(path)) bytes += double(entry.file_size());
@@ -408,7 +412,14 @@ TrainResult Trainer::run() {
         if (batch->local_views.defined())
           local_views = batch->local_views.to(device, /*non_blocking=*/true);
       }
-      auto out = objective_->compute(views, local_views);
+      ObjectiveInput input;
+      input.views = views;
+      input.local_views = local_views;
+      input.keys = batch->keys;
+      input.epoch = batch->epoch;
+      input.step = step;
+      input.lr = lr;
+      auto out = objective_->compute(input);
       if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
       out.loss.backward();
       reducer.reduce();
@@ -465,17 +476,18 @@ TrainResult Trainer::run() {
       const double step_seconds = seconds_since(last_step_end);
       step_seconds_total += step_seconds;
       last_step_end = Clock::now();
-      const double mi_bound = std::log(double(out.candidates_per_anchor)) - loss;
+      // The InfoNCE bound of contrastive objectives; other pretext tasks have none (NaN).
+      const bool contrastive = out.candidates_per_anchor > 0;
+      const double mi_bound =
+          contrastive ? std::log(double(out.candidates_per_anchor)) - loss : std::nan("");
       std::vector<std::pair<std::string, double>> row{
-          {"step", double(step)},
-          {"epoch", double(epoch)},
-          {"loss", loss},
-          {"mi_bound", mi_bound},
-          {"lr", lr},
-          {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
-          {"data_wait_ms", 1e3 * data_wait},
-          {"skipped", finite ? 0.0 : 1.0},
-          {"bad_samples", double(step_bad)}};
+          {"step", double(step)}, {"epoch", double(epoch)}, {"loss", loss}};
+      if (contrastive) row.emplace_back("mi_bound", mi_bound);
+      row.insert(row.end(), {{"lr", lr},
+                             {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
+                             {"data_wait_ms", 1e3 * data_wait},
+                             {"skipped", finite ? 0.0 : 1.0},
+                             {"bad_samples", double(step_bad)}});
       std::map<std::string, double> global_metrics;
       size_t i = 2;
       for (const auto& [key, value] : out.metrics) {
@@ -490,12 +502,18 @@ TrainResult Trainer::run() {
       if (bar) progress.update(step, loss, double(images_seen) / seconds_since(start));
       if (step % tc.log_every == 0 || step == total_steps) {
         const double rate = double(window_images) / seconds_since(window_start);
-        const std::string line = fmt::format(
-            "step {}/{} epoch {} | loss {:.4f} | MI bound {:.3f} nats (N={}) | pos {:.3f} neg "
-            "{:.3f} "
-            "| lr {:.2e} | {:.0f} img/s",
-            step, total_steps, epoch, loss, mi_bound, out.candidates_per_anchor,
-            global_metrics["pos_sim"], global_metrics["neg_sim"], lr, rate);
+        std::string what;  // the objective's own numbers
+        if (contrastive) {
+          what = fmt::format(" | MI bound {:.3f} nats (N={}) | pos {:.3f} neg {:.3f}", mi_bound,
+                             out.candidates_per_anchor, global_metrics["pos_sim"],
+                             global_metrics["neg_sim"]);
+        } else {
+          for (const auto& [key, value] : global_metrics)
+            what += fmt::format(" | {} {:.4g}", key, value);
+        }
+        const std::string line =
+            fmt::format("step {}/{} epoch {} | loss {:.4f}{} | lr {:.2e} | {:.0f} img/s", step,
+                        total_steps, epoch, loss, what, lr, rate);
         // On a terminal the bar shows progress; the log file always gets the line.
         if (bar)
           spdlog::debug(line);
@@ -586,35 +604,39 @@ TrainResult Trainer::run() {
     write_plots(run_dir_);
     write_file_atomic((fs::path(run_dir_) / "collectives.json").string(),
                       collectives.dump(2) + "\n");
-    const nlohmann::json summary = {{"global_batch", tc.batch_size},
-                                    {"world_size", world},
-                                    {"views", config_.augment.views},
-                                    {"local_views", config_.augment.local_views},
-                                    {"queue_size", negatives.queue_size},
-                                    {"negatives_source", negatives.source},
-                                    {"momentum", negatives.momentum},
-                                    {"loss_tiled", config_.loss.tiled},
-                                    {"candidates_per_anchor", result.candidates_per_anchor},
-                                    {"steps", result.steps},
-                                    {"skipped_steps", result.skipped_steps},
-                                    {"preempted", result.preempted},
-                                    {"knn_monitor_top1", result.monitor_top1},
-                                    {"coordinator_ms_per_step", result.coordinator_ms},
-                                    {"data_wait_fraction", result.data_wait_fraction},
-                                    {"bad_samples", result.bad_samples},
-                                    {"images_seen", images_seen},
-                                    {"final_loss", result.final_loss},
-                                    {"final_mi_bound", result.final_mi_bound},
-                                    {"images_per_s", result.images_per_s},
-                                    {"seconds", result.seconds},
-                                    {"peak_rss_mb", result.peak_memory_mb}};
+    nlohmann::json summary = {{"pretext", config_.pretext.task},
+                              {"global_batch", tc.batch_size},
+                              {"world_size", world},
+                              {"views", config_.augment.views},
+                              {"local_views", config_.augment.local_views},
+                              {"queue_size", negatives.queue_size},
+                              {"negatives_source", negatives.source},
+                              {"momentum", negatives.momentum},
+                              {"loss_tiled", config_.loss.tiled},
+                              {"candidates_per_anchor", result.candidates_per_anchor},
+                              {"steps", result.steps},
+                              {"skipped_steps", result.skipped_steps},
+                              {"preempted", result.preempted},
+                              {"knn_monitor_top1", result.monitor_top1},
+                              {"coordinator_ms_per_step", result.coordinator_ms},
+                              {"data_wait_fraction", result.data_wait_fraction},
+                              {"bad_samples", result.bad_samples},
+                              {"images_seen", images_seen},
+                              {"final_loss", result.final_loss},
+                              {"final_mi_bound", std::isfinite(result.final_mi_bound)
+                                                     ? nlohmann::json(result.final_mi_bound)
+                                                     : nlohmann::json()},
+                              {"images_per_s", result.images_per_s},
+                              {"seconds", result.seconds},
+                              {"peak_rss_mb", result.peak_memory_mb}};
     write_file_atomic((fs::path(run_dir_) / "summary.json").string(), summary.dump(2) + "\n");
   }
   comm_->barrier();
-  spdlog::info(
-      "pretraining done: {} steps in {:.1f} s, {:.0f} img/s, final loss {:.4f}, MI bound {:.3f} "
-      "nats",
-      result.steps, result.seconds, result.images_per_s, result.final_loss, result.final_mi_bound);
+  spdlog::info("pretraining done: {} steps in {:.1f} s, {:.0f} img/s, final loss {:.4f}{}",
+               result.steps, result.seconds, result.images_per_s, result.final_loss,
+               std::isfinite(result.final_mi_bound)
+                   ? fmt::format(", MI bound {:.3f} nats", result.final_mi_bound)
+                   : std::string());
   return result;
 }
 

@@ -40,18 +40,19 @@ struct DataConfig {
   std::string dataset = "idx";
   std::string root = "/usr/share/datasets/fashion-mnist";  // folder holding the dataset files
   std::string name = "fashion-mnist";                      // dataset name, for reports
-  std::string train_split = "train";  // folder / tar: sub-folder (or shard prefix) of the train split
-  std::string test_split = "val";     // folder / tar: sub-folder (or shard prefix) of the test split
-  bool index_cache = true;  // folder / tar: cache the file index under the root (or run dir)
-  int64_t limit_train = 0;  // use only the first N training images (0 = all)
-  int64_t limit_test = 0;   // use only the first N test images (0 = all)
-  int workers = 2;          // loader worker threads
-  int prefetch = 4;         // batches prepared ahead (bounded queue)
+  std::string train_split =
+      "train";                     // folder / tar: sub-folder (or shard prefix) of the train split
+  std::string test_split = "val";  // folder / tar: sub-folder (or shard prefix) of the test split
+  bool index_cache = true;         // folder / tar: cache the file index under the root (or run dir)
+  int64_t limit_train = 0;         // use only the first N training images (0 = all)
+  int64_t limit_test = 0;          // use only the first N test images (0 = all)
+  int workers = 2;                 // loader worker threads
+  int prefetch = 4;                // batches prepared ahead (bounded queue)
   // "global": one permutation of all samples per epoch, each rank takes its slice of every global
   // batch (results independent of the world size); "shards" (tar): each rank reads only whole
   // shards of its own, shuffled within them (I/O locality; results depend on the world size).
   std::string sampler = "global";
-  bool pin_memory = true;   // CUDA only: batches are assembled in pinned (page-locked) memory
+  bool pin_memory = true;  // CUDA only: batches are assembled in pinned (page-locked) memory
   // Unreadable samples are replaced by a deterministic substitute; above this fraction of the
   // samples seen, the run stops with the worst files listed.
   double max_bad_fraction = 0.01;
@@ -80,7 +81,7 @@ struct DataConfig {
 /// The SimCLR augmentation recipe, per view: V global views plus L local views (multi-crop).
 /// Colour steps (saturation, hue, grayscale) are skipped on grayscale images.
 struct AugmentConfig {
-  int views = 2;                                    // global views per image
+  int views = 2;                                    // global views per image (SimCLR: >= 2)
   int size = 0;                                     // side of a global view (0 = the image's)
   std::vector<double> crop_scale{0.2, 1.0};         // global crops: area fraction range
   std::vector<double> crop_ratio{0.75, 4.0 / 3.0};  // random resized crop: aspect ratio range
@@ -109,7 +110,7 @@ struct AugmentConfig {
 
   template <typename V>
   void visit(V& v) {
-    v("views", views, 2, 16);
+    v("views", views, 1, 16);
     v("size", size, 0, 4096);
     v("crop_scale", crop_scale, 0.0, 1.0, /*ordered_pair=*/true);
     v("crop_ratio", crop_ratio, 0.01, 100.0, /*ordered_pair=*/true);
@@ -193,6 +194,134 @@ struct NegativesConfig {
   }
 };
 
+/// Jigsaw puzzles: each view is cut into a 3x3 grid of cells; one tile per cell, smaller than the
+/// cell by `gap` and placed at a random offset in it (so that edges do not give the order away);
+/// the tiles are shuffled by one of `permutations` permutations chosen far apart in Hamming
+/// distance, and the encoder (shared weights, one tile at a time) must say which.
+struct JigsawConfig {
+  int64_t permutations = 100;  // P: the permutation set (classes of the pretext problem)
+  double gap = 0.2;            // fraction of a cell's side left out around its tile
+
+  template <typename V>
+  void visit(V& v) {
+    v("permutations", permutations, 2, 1000);
+    v("gap", gap, 0.0, 0.9);
+  }
+};
+
+/// Colorization: the encoder sees the luminance of an RGB view (as a gray image) and a decoder
+/// predicts the a and b channels of its CIE Lab colours.
+struct ColorizationConfig {
+  // "bins": per-pixel classification over a bins x bins grid of quantised (a, b) (Zhang et al.);
+  // "regression": per-pixel L2 on (a, b) / 110.
+  std::string target = "bins";
+  int bins = 10;  // bins per axis of [-110, 110]
+
+  template <typename V>
+  void visit(V& v) {
+    v("target", target, std::vector<std::string>{"bins", "regression"});
+    v("bins", bins, 2, 64);
+  }
+};
+
+/// In-painting (context encoder): a square region of each view is set to the mean (0 after
+/// normalisation); the encoder-decoder reconstructs the view, the loss is L2 on the region.
+struct InpaintingConfig {
+  std::string mask = "center";  // "center" or "random" (a position per sample)
+  double size = 0.5;            // side of the masked square as a fraction of the view's side
+
+  template <typename V>
+  void visit(V& v) {
+    v("mask", mask, std::vector<std::string>{"center", "random"});
+    v("size", size, 0.05, 0.95);
+  }
+};
+
+/// Super-resolution: the view downsampled by `factor` (area average) and brought back to full
+/// size (bilinear) is the input; the encoder-decoder reconstructs the full-resolution view.
+struct SuperResolutionConfig {
+  int factor = 2;  // 2 or 4; must divide the view's side
+
+  template <typename V>
+  void visit(V& v) {
+    v("factor", factor, 2, 4);
+  }
+};
+
+/// Autoencoders: the encoder-decoder reconstructs the clean view from itself ("none") or from a
+/// corrupted copy (denoising: "gaussian" noise or "mask"ed pixels).
+struct AutoencoderConfig {
+  std::string noise = "none";  // "none" (plain), "gaussian" or "mask"
+  double sigma = 0.5;          // gaussian: noise standard deviation, in normalised units
+  double mask_prob = 0.3;      // mask: probability that a pixel (all its channels) is zeroed
+
+  template <typename V>
+  void visit(V& v) {
+    v("noise", noise, std::vector<std::string>{"none", "gaussian", "mask"});
+    v("sigma", sigma, 0.0, 10.0);
+    v("mask_prob", mask_prob, 0.0, 0.99);
+  }
+};
+
+/// GAN: the discriminator is the encoder plus a linear logit; a small generator (a decoder from
+/// a latent vector) plays against it with the non-saturating loss, in alternating updates.
+struct GanConfig {
+  int latent_dim = 64;  // generator input: z ~ N(0, I) of this size
+
+  template <typename V>
+  void visit(V& v) {
+    v("latent_dim", latent_dim, 1, 4096);
+  }
+};
+
+/// Denoising diffusion (DDPM): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps with t uniform; the
+/// encoder reads x_t, a decoder conditioned on an embedding of t predicts eps (L2).
+struct DiffusionConfig {
+  int timesteps = 1000;      // T
+  double beta_start = 1e-4;  // linear noise schedule: beta_1
+  double beta_end = 0.02;    // beta_T
+  int time_dim = 128;        // sinusoidal timestep embedding width
+
+  template <typename V>
+  void visit(V& v) {
+    v("timesteps", timesteps, 1, 100000);
+    v("beta_start", beta_start, 1e-8, 0.5);
+    v("beta_end", beta_end, 1e-8, 0.999);
+    v("time_dim", time_dim, 2, 4096);
+  }
+};
+
+/// The pretext task that trains the encoder (one Objective each, src/objectives/<task>.cpp).
+struct PretextConfig {
+  // "simclr" (contrastive: loss, negatives), "rotation", "jigsaw", "colorization", "inpainting",
+  // "superres", "autoencoder", "gan" or "diffusion". Every task but simclr takes one view per
+  // image (augment.views = 1) and draws its own randomness keyed by (seed, epoch, sample).
+  std::string task = "simclr";
+  int decoder_width = 64;  // encoder-decoder tasks and the GAN generator: decoder channels
+  JigsawConfig jigsaw;
+  ColorizationConfig colorization;
+  InpaintingConfig inpainting;
+  SuperResolutionConfig superres;
+  AutoencoderConfig autoencoder;
+  GanConfig gan;
+  DiffusionConfig diffusion;
+
+  template <typename V>
+  void visit(V& v) {
+    v("task", task,
+      std::vector<std::string>{"simclr", "rotation", "jigsaw", "colorization", "inpainting",
+                               "superres", "autoencoder", "gan", "diffusion"});
+    v("decoder_width", decoder_width, 1, 4096);
+    v("jigsaw", jigsaw);
+    v("colorization", colorization);
+    v("inpainting", inpainting);
+    v("superres", superres);
+    v("autoencoder", autoencoder);
+    v("gan", gan);
+    v("diffusion", diffusion);
+  }
+};
+
 /// Optimizer and learning-rate schedule.
 struct OptimConfig {
   std::string name = "adam";        // "adam" or "sgd"
@@ -219,11 +348,11 @@ struct OptimConfig {
 
 /// The training loop.
 struct TrainConfig {
-  int64_t batch_size = 256;        // global batch size (images; each gives augment.total_views() views)
-  int64_t epochs = 5;              // passes over the training set
-  int64_t max_steps = 0;           // stop after this many optimizer steps (0 = no limit)
-  int64_t log_every = 20;          // a log line every K steps when stderr is not a terminal
-  int threads = 0;                 // intra-op threads per rank (0 = all cores / ranks on the node)
+  int64_t batch_size = 256;  // global batch size (images; each gives augment.total_views() views)
+  int64_t epochs = 5;        // passes over the training set
+  int64_t max_steps = 0;     // stop after this many optimizer steps (0 = no limit)
+  int64_t log_every = 20;    // a log line every K steps when stderr is not a terminal
+  int threads = 0;           // intra-op threads per rank (0 = all cores / ranks on the node)
   int64_t max_skipped_steps = 10;  // stop after this many consecutive steps skipped on a
                                    // non-finite loss or gradient (every rank skips together)
 
@@ -373,6 +502,7 @@ struct Config {
   DataConfig data;
   AugmentConfig augment;
   ModelConfig model;
+  PretextConfig pretext;
   LossConfig loss;
   NegativesConfig negatives;
   OptimConfig optim;
@@ -391,6 +521,7 @@ struct Config {
     v("data", data);
     v("augment", augment);
     v("model", model);
+    v("pretext", pretext);
     v("loss", loss);
     v("negatives", negatives);
     v("optim", optim);
@@ -411,6 +542,25 @@ Config parse_config(const std::string& json_text, const std::string& source,
 /// throws ConfigError naming the keys and what to change. parse_config applies it; code that
 /// builds a Config by hand (tests, tools) gets it from the Trainer.
 void check_config(const Config& config, const std::string& source);
+
+/// The smallest jigsaw tile side, pixels: three stride-2 stages of an encoder still see 1 pixel.
+constexpr int64_t kMinJigsawTile = 4;
+
+/// Jigsaw geometry for views of side `side`: each of the 3x3 cells is `cell` pixels, each tile
+/// `tile` pixels (cell minus the gap).
+struct JigsawGeometry {
+  int64_t cell = 0;
+  int64_t tile = 0;
+};
+JigsawGeometry jigsaw_geometry(const JigsawConfig& jigsaw, int64_t side);
+
+/// Throws ConfigError, saying what to change, when pretext.task does not fit images of `channels`
+/// channels and views of side `side` (either 0 when not known yet): jigsaw tiles under
+/// kMinJigsawTile pixels, colorization on grayscale, a super-resolution factor that does not
+/// divide the side. check_config calls it with what the config says; the Trainer again with the
+/// dataset's values.
+void check_pretext_fit(const Config& config, int64_t channels, int64_t side,
+                       const std::string& source);
 
 /// Reads and parses a config file, then applies `key.path=value` overrides (values parsed as JSON,
 /// or taken as strings when they are not valid JSON).

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "selfsup/core/config.h"
 #include "selfsup/models/encoder.h"
@@ -24,17 +25,38 @@ struct ObjectiveOutput {
   std::map<std::string, double> metrics;  // extra per-step metrics (rank-local)
 };
 
+/// One step's input: this rank's slice of the global batch and what keys its randomness.
+struct ObjectiveInput {
+  torch::Tensor views;        // [V, B_local, C, H, W] normalised views
+  torch::Tensor local_views;  // [L, B_local, C, h, w] multi-crop small views, or undefined
+  // [B_local] int64 (CPU): the dataset index of each sample. Objectives that draw randomness
+  // (noise, masks, permutations) key it by (seed, epoch, key), never by rank or position, so that
+  // N ranks compute what one rank computes on the same global batch (DESIGN.md, invariant 3).
+  torch::Tensor keys;
+  int64_t epoch = 0;  // epoch of the step
+  int64_t step = 0;   // optimizer steps done before this one
+  double lr = 0.0;    // learning rate of this step (objectives with an optimizer of their own)
+};
+
 class Objective : public torch::nn::Module {
  public:
-  /// views: [V, B_local, C, H, W]; this rank's slice of the global batch. local_views: the small
-  /// crops of multi-crop, [L, B_local, C, h, w], or undefined (objectives that cannot use them
-  /// reject them).
-  virtual ObjectiveOutput compute(const torch::Tensor& views,
-                                  const torch::Tensor& local_views = {}) = 0;
+  /// Computes the loss of one step (the Trainer calls backward on it).
+  virtual ObjectiveOutput compute(const ObjectiveInput& input) = 0;
+  /// Convenience for tests and tools: `views` [V, B_local, C, H, W] and optional `local_views`
+  /// [L, B_local, C, h, w], keyed 0 .. B_local-1, epoch 0, step 0.
+  ObjectiveOutput compute(const torch::Tensor& views, const torch::Tensor& local_views = {});
   /// Called on every rank after the step that `compute` began: `applied` when the optimizer
   /// stepped, false when the ranks agreed to skip it (a non-finite loss). Objectives with state
-  /// beyond the weights (a queue, a momentum encoder) update it here, and only for applied steps.
+  /// beyond the weights (a queue, a momentum encoder, a second network with its own optimizer)
+  /// update it here, and only for applied steps. It may run collectives: every rank calls it.
   virtual void end_step(bool applied) { (void)applied; }
+  /// The parameters the Trainer's optimizer updates with the gradients of `compute`'s loss
+  /// (default: all that require gradients). An objective that updates some parameters itself
+  /// (the GAN's generator, in end_step) leaves them out.
+  virtual std::vector<torch::Tensor> trainable_parameters();
+  /// Optimizers the objective owns, by name: their state is saved in and restored from
+  /// checkpoints (as optimizer.<name>.pt) next to the Trainer's.
+  virtual std::map<std::string, torch::optim::Optimizer*> own_optimizers() { return {}; }
   /// The encoder that the transfer stage uses.
   virtual std::shared_ptr<Encoder> encoder() const = 0;
   virtual std::string name() const = 0;
@@ -51,10 +73,10 @@ class Objective : public torch::nn::Module {
 class SimClrObjective : public Objective {
  public:
   SimClrObjective(const Config& config, int64_t in_channels, std::shared_ptr<Communicator> comm);
+  using Objective::compute;
   /// Multi-crop: the L local views of an image are further positives of its V global views (and
   /// of each other), and negatives of every other image: the loss sees V + L views per image.
-  ObjectiveOutput compute(const torch::Tensor& views,
-                          const torch::Tensor& local_views = {}) override;
+  ObjectiveOutput compute(const ObjectiveInput& input) override;
   void end_step(bool applied) override;
   std::shared_ptr<Encoder> encoder() const override { return encoder_; }
   std::string name() const override { return "simclr"; }
@@ -93,8 +115,16 @@ double contrastive_loss_bytes(const Config& config, int world);
 /// the smallest share of RAM per rank over all ranks, so that every rank stops together.
 void check_loss_memory(const Config& config, int world, double memory_bytes);
 
-/// Builds the objective for `config` (today: SimCLR) on images with `in_channels` channels.
+/// Builds the objective of `config.pretext.task` for images with `in_channels` channels seen as
+/// views of side `view_side` pixels (the decoders of encoder-decoder tasks and the generator are
+/// sized by it; 0 = augment.size). Throws ConfigError when the task does not fit them
+/// (check_pretext_fit).
 std::shared_ptr<Objective> make_objective(const Config& config, int64_t in_channels,
-                                          std::shared_ptr<Communicator> comm);
+                                          std::shared_ptr<Communicator> comm,
+                                          int64_t view_side = 0);
+
+/// The side of the views that training on `dataset` makes: augment.size, or the images' own side
+/// (`image_side`, 0 when the images vary in size: then augment.size must be set).
+int64_t view_side(const Config& config, int64_t image_side);
 
 }  // namespace selfsup

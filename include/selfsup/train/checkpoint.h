@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,11 +43,13 @@ class CheckpointError : public Error {
 };
 
 /// Writes model, optimizer (when given), the ranks' RNG states (when defined: [world, bytes]
-/// uint8) and `info` as `<checkpoints_dir>/step_<step>/`, then points `latest` at it. Returns the
-/// path. Rank 0 calls it; the files are flushed before the rename.
-std::string save_checkpoint(const std::string& checkpoints_dir, const CheckpointInfo& info,
-                            torch::nn::Module& model, torch::optim::Optimizer* optimizer,
-                            const torch::Tensor& rng_states = {});
+/// uint8), the objective's own optimizers (optimizer.<name>.pt) and `info` as
+/// `<checkpoints_dir>/step_<step>/`, then points `latest` at it. Returns the path. Rank 0 calls
+/// it; the files are flushed before the rename.
+std::string save_checkpoint(
+    const std::string& checkpoints_dir, const CheckpointInfo& info, torch::nn::Module& model,
+    torch::optim::Optimizer* optimizer, const torch::Tensor& rng_states = {},
+    const std::map<std::string, torch::optim::Optimizer*>& own_optimizers = {});
 
 /// Deletes all but the newest `keep` step_<N> checkpoints (never the one `latest` names).
 void prune_checkpoints(const std::string& checkpoints_dir, int64_t keep);
@@ -70,8 +73,10 @@ CheckpointInfo verify_checkpoint(const std::string& path);
 /// tensor and the setting that differs).
 CheckpointInfo load_model(const std::string& path, torch::nn::Module& model);
 
-/// Loads the optimizer state of checkpoint `path` (after load_model).
-void load_optimizer(const std::string& path, torch::optim::Optimizer& optimizer);
+/// Loads the optimizer state of checkpoint `path` (after load_model): the Trainer's, or with a
+/// `name` the objective's own optimizer of that name.
+void load_optimizer(const std::string& path, torch::optim::Optimizer& optimizer,
+                    const std::string& name = "");
 
 /// The ranks' RNG states saved in checkpoint `path` ([world, bytes] uint8), undefined if none.
 torch::Tensor load_rng_states(const std::string& path);
