@@ -47,10 +47,11 @@ torch::Tensor ConvDecoderImpl::forward(const torch::Tensor& x, const torch::Tens
     h = F::interpolate(h, F::InterpolateFuncOptions()
                               .scale_factor(std::vector<double>{2.0, 2.0})
                               .mode(torch::kNearest));
-    h = convs_[i](h);
-    // The condition shifts every channel of the stage: [B, width] -> [B, width, 1, 1].
+    h = norms_[i].forward(convs_[i](h));
+    // The condition shifts every channel of the stage after the normalisation ([B, width] ->
+    // [B, width, 1, 1]): before it, batch norm would remove the shift's batch mean.
     if (!conds_.empty()) h = h + conds_[i](cond).unsqueeze(-1).unsqueeze(-1);
-    h = torch::relu(norms_[i].forward(h));
+    h = torch::relu(h);
   }
   if (h.size(-1) != options_.side()) {
     h = F::interpolate(h, F::InterpolateFuncOptions()

@@ -21,10 +21,17 @@ std::string fraction_label(double fraction) {
   return out.str();
 }
 
+// "SimCLR encoder" or "<task> encoder": what pretrained the encoder being evaluated.
+std::string encoder_label(const nlohmann::json& results) {
+  const std::string task = results.value("pretext", "simclr");
+  return (task == "simclr" ? std::string("SimCLR") : task) + " encoder";
+}
+
 }  // namespace
 
 std::string format_results_table(const nlohmann::json& results) {
   std::ostringstream out;
+  const std::string ours = encoder_label(results);
   auto row = [&](const std::string& name, const nlohmann::json& entry) {
     out << "  " << std::left << std::setw(44) << name << std::right << std::setw(8) << std::fixed
         << std::setprecision(2) << entry.at("top1").get<double>() << " %\n";
@@ -35,12 +42,20 @@ std::string format_results_table(const nlohmann::json& results) {
   out << "  " << std::left << std::setw(44) << "method (frozen encoder, all labels)" << std::right
       << std::setw(10) << "top-1"
       << "\n";
-  row("SimCLR encoder, linear probe", results.at("linear_probe"));
-  row("SimCLR encoder, kNN (k=" + std::to_string(results.at("knn").value("k", 0)) + ")",
-      results.at("knn"));
+  const std::string k = std::to_string(results.at("knn").value("k", 0));
+  row(ours + ", linear probe", results.at("linear_probe"));
+  row(ours + ", kNN (k=" + k + ")", results.at("knn"));
   if (results.contains("baselines")) {
-    row("baseline: raw pixels, linear probe", results["baselines"].at("raw_pixels"));
-    row("baseline: random encoder, linear probe", results["baselines"].at("random_encoder"));
+    const auto& baselines = results["baselines"];
+    row("baseline: raw pixels, linear probe", baselines.at("raw_pixels"));
+    row("baseline: random encoder, linear probe", baselines.at("random_encoder"));
+    for (const auto& [key, label] :
+         {std::pair{"raw_pixels", "raw pixels"}, std::pair{"random_encoder", "random encoder"}}) {
+      if (baselines.at(key).contains("knn_top1")) {
+        row(std::string("baseline: ") + label + ", kNN (k=" + k + ")",
+            {{"top1", baselines.at(key).at("knn_top1")}});
+      }
+    }
   }
 
   if (results.contains("finetune") && results["finetune"].contains("fractions")) {
@@ -57,8 +72,8 @@ std::string format_results_table(const nlohmann::json& results) {
         out << std::setw(8) << f.at(key).at("top1").get<double>() << " %";
       out << "\n";
     };
-    fraction_row("SimCLR encoder, fine-tuned", "pretrained");
-    fraction_row("SimCLR encoder, linear probe (frozen)", "linear_probe");
+    fraction_row(ours + ", fine-tuned", "pretrained");
+    fraction_row(ours + ", linear probe (frozen)", "linear_probe");
     fraction_row("baseline: random init, fine-tuned (scratch)", "random_init");
     fraction_row("baseline: raw pixels, linear classifier", "raw_pixels");
     out << "  " << std::left << std::setw(44) << "fine-tuning steps (epochs over the subset)"
@@ -109,10 +124,13 @@ bool write_results_plots(const nlohmann::json& results, const std::string& out_d
        << "set xrange [0.5:200]\n"
        << "linear_level = " << results.at("linear_probe").at("top1").get<double>() << "\n"
        << "data = " << gnuplot_quoted(data.string()) << "\n"
-       << "plot data using 1:2 with linespoints lw 2 pt 7 title 'SimCLR encoder, fine-tuned', "
+       << "plot data using 1:2 with linespoints lw 2 pt 7 title '" << encoder_label(results)
+       << ", fine-tuned', "
           "data using 1:3 with linespoints lw 2 pt 5 title 'random init, fine-tuned (scratch)', "
           "data using 1:4 with linespoints lw 2 pt 9 title 'raw pixels, linear classifier', "
-          "data using 1:5 with linespoints lw 1 pt 6 dt 3 title 'SimCLR encoder, linear probe "
+          "data using 1:5 with linespoints lw 1 pt 6 dt 3 title '"
+       << encoder_label(results)
+       << ", linear probe "
           "(frozen)', "
           "linear_level with lines dt 2 lc 'black' title 'linear probe, all labels'\n";
     drawn = run_gnuplot((dir / "results.gp").string(), gp.str()) && drawn;

@@ -149,6 +149,7 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
   results["train_samples"] = train->size();
   results["test_samples"] = test->size();
   results["encoder"] = config.model.encoder;
+  results["pretext"] = config.pretext.task;
   results["feature_dim"] = train_features.features.size(1);
   results["world_size"] = comm.size();
   results["linear_probe"] = {
@@ -165,16 +166,23 @@ nlohmann::json run_transfer(const Config& config, Encoder& encoder, const std::s
     test_pixels = pixel_features(*test, extract);
     const auto raw =
         linear_probe(*train_pixels, *test_pixels, classes, config.transfer.linear, config.seed);
-    results["baselines"]["raw_pixels"] = {{"top1", raw.top1}, {"seconds", seconds_since(t)}};
-    spdlog::info("transfer: baseline raw pixels {:.2f}%", raw.top1);
+    // The kNN of the baselines too, with the same k and temperature: it reads cosine
+    // similarities, so raw pixels are compared by the angle between images.
+    const double raw_knn = knn_top1(*train_pixels, *test_pixels, classes, config.transfer.knn);
+    results["baselines"]["raw_pixels"] = {
+        {"top1", raw.top1}, {"knn_top1", raw_knn}, {"seconds", seconds_since(t)}};
+    spdlog::info("transfer: baseline raw pixels {:.2f}% (kNN {:.2f}%)", raw.top1, raw_knn);
 
     t = Clock::now();
     const auto random =
         linear_probe(*random_train, *random_test, classes, config.transfer.linear, config.seed);
+    const double random_knn = knn_top1(*random_train, *random_test, classes, config.transfer.knn);
     results["baselines"]["random_encoder"] = {
         {"top1", random.top1},
+        {"knn_top1", random_knn},
         {"seconds", seconds_since(t) + timings.value("random_features_s", 0.0)}};
-    spdlog::info("transfer: baseline random {} {:.2f}%", config.model.encoder, random.top1);
+    spdlog::info("transfer: baseline random {} {:.2f}% (kNN {:.2f}%)", config.model.encoder,
+                 random.top1, random_knn);
   }
 
   if (fc.enabled) {

@@ -215,7 +215,9 @@ struct ColorizationConfig {
   // "bins": per-pixel classification over a bins x bins grid of quantised (a, b) (Zhang et al.);
   // "regression": per-pixel L2 on (a, b) / 110.
   std::string target = "bins";
-  int bins = 10;  // bins per axis of [-110, 110]
+  // Bins per axis of [-110, 110]. Odd, so that the neutral axis a = b = 0 is the centre of a bin
+  // rather than an edge where float rounding splits gray pixels between four bins.
+  int bins = 11;
 
   template <typename V>
   void visit(V& v) {

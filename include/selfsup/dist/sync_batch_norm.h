@@ -27,6 +27,9 @@ class SyncBatchNormImpl : public torch::nn::Module {
   SyncBatchNormImpl(int64_t features, std::shared_ptr<Communicator> comm, double eps = 1e-5,
                     double momentum = 0.1);
   torch::Tensor forward(const torch::Tensor& x);
+  /// Re-reads num_batches_tracked at the next forward: call it after restoring the buffers from
+  /// outside (they are otherwise counted on the host, to avoid a device sync per forward).
+  void reload_counter() { batches_seen_ = -1; }
 
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 

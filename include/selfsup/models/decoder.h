@@ -18,14 +18,15 @@ struct ConvDecoderOptions {
   TORCH_ARG(int64_t, out_channels);  // channels out: [B, out_channels, side, side]
   TORCH_ARG(int64_t, side);          // output side, pixels
   TORCH_ARG(int64_t, width) = 64;    // channels of every stage
-  TORCH_ARG(int64_t, cond_dim) = 0;  // conditioning vector [B, cond_dim] added to every stage
+  TORCH_ARG(int64_t, cond_dim) = 0;  // conditioning vector [B, cond_dim], projected and added to
+                                     // every stage after its norm
                                      // (diffusion's timestep embedding); 0 = none
 };
 
 /// Linear -> [width, s0, s0] -> norm, ReLU -> k stages of (nearest 2x upsampling, 3x3 conv, norm,
-/// ReLU) -> bilinear resize to `side` when 2^k s0 differs -> 3x3 conv to `out_channels` (no
-/// activation: targets are normalised pixels, noise or logits). k >= 2 is the smallest with
-/// s0 = ceil(side / 2^k) <= 8.
+/// + condition, ReLU) -> bilinear resize to `side` when 2^k s0 differs -> 3x3 conv to
+/// `out_channels` (no activation: targets are normalised pixels, noise or logits). k >= 2 is the
+/// smallest with s0 = ceil(side / 2^k) <= 8.
 class ConvDecoderImpl : public torch::nn::Module {
  public:
   ConvDecoderImpl(const ConvDecoderOptions& options, const NormFactory& norm);

@@ -1,0 +1,137 @@
+// Every pretext task on N ranks computes what it computes on one rank with the whole global batch:
+// different images on each rank, synchronised batch norm, per-sample randomness keyed by the
+// sample. Two full steps (loss and gradients, the optimizer step, end_step: the GAN's generator
+// update with its own gradient reduction), then the parameters and the second step's loss.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "selfsup/core/config.h"
+#include "selfsup/dist/communicator.h"
+#include "selfsup/dist/gradient_reducer.h"
+#include "selfsup/objectives/objective.h"
+#include "selfsup/train/optim.h"
+#include "tests/dist/mpi_test_comm.h"
+
+namespace selfsup {
+namespace {
+
+constexpr int64_t kSide = 16;
+constexpr int64_t kPerRank = 3;
+
+Config task_config(const std::string& task) {
+  Config config;
+  config.seed = 21;
+  config.data.dataset = "synthetic";
+  config.data.synthetic.channels = 3;
+  config.augment.views = 1;
+  config.augment.size = kSide;
+  config.augment.mean = {0.5, 0.4, 0.3};
+  config.augment.std = {0.25, 0.2, 0.3};
+  config.model.width = 4;
+  config.model.head_hidden = 16;
+  config.pretext.task = task;
+  config.pretext.decoder_width = 8;
+  config.pretext.jigsaw.permutations = 12;
+  // The random variants, so that their keyed draws are compared too.
+  config.pretext.inpainting.mask = "random";
+  config.pretext.autoencoder.noise = "gaussian";
+  config.pretext.gan.latent_dim = 5;
+  config.pretext.diffusion.timesteps = 50;
+  // Plain SGD: Adam's first step divides by |g|, so it would turn 1e-9 of rounding in a
+  // near-zero gradient into a full step of either sign.
+  config.optim.name = "sgd";
+  config.optim.lr = 0.05;
+  config.optim.momentum = 0.9;
+  return config;
+}
+
+struct Run {
+  std::shared_ptr<Objective> objective;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<GradientReducer> reducer;
+};
+
+Run make_run(const Config& config, std::shared_ptr<Communicator> comm) {
+  torch::manual_seed(5);  // the same initial weights on every rank and in the reference
+  Run run;
+  run.objective = make_objective(config, 3, comm, kSide);
+  run.optimizer = make_optimizer(config.optim, run.objective->trainable_parameters());
+  run.reducer = std::make_unique<GradientReducer>(run.objective->trainable_parameters(), *comm);
+  return run;
+}
+
+// One training step as the Trainer takes it; returns the loss (this rank's mean).
+double step(Run& run, const torch::Tensor& images, const torch::Tensor& keys, int64_t index) {
+  ObjectiveInput input;
+  input.views = images.unsqueeze(0);
+  input.keys = keys;
+  input.epoch = index;
+  input.step = index;
+  input.lr = 0.05;
+  run.optimizer->zero_grad();
+  const auto out = run.objective->compute(input);
+  out.loss.backward();
+  run.reducer->reduce();
+  run.optimizer->step();
+  run.objective->end_step(/*applied=*/true);
+  return out.loss.item<double>();
+}
+
+class MpiPretext : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MpiPretext, NRanksEqualOneRankOnTheGlobalBatch) {
+  auto& comm = test_comm();
+  const int rank = comm.rank(), world = comm.size();
+  const int64_t global = kPerRank * world;
+  const auto config = task_config(GetParam());
+  torch::manual_seed(17);
+  // [B_global, 3, side, side]: smooth-ish images (so the tasks have something to learn), and keys
+  // that are not positions (dataset indices of a shuffled epoch).
+  const auto images =
+      torch::nn::functional::avg_pool2d(torch::randn({global, 3, kSide + 2, kSide + 2}),
+                                        torch::nn::functional::AvgPool2dFuncOptions(3).stride(1));
+  const auto keys = torch::randperm(1000, torch::kLong).narrow(0, 0, global);
+
+  auto reference = make_run(config, std::make_shared<LocalCommunicator>());
+  std::shared_ptr<Communicator> shared(&comm, [](Communicator*) {});  // non-owning
+  auto distributed = make_run(config, shared);
+
+  for (int64_t index = 0; index < 2; ++index) {
+    const double expected = step(reference, images, keys, index);
+    auto loss = torch::tensor({step(distributed, images.narrow(0, rank * kPerRank, kPerRank),
+                                    keys.narrow(0, rank * kPerRank, kPerRank), index)},
+                              torch::kDouble);
+    comm.all_reduce_(loss, ReduceOp::kAvg);
+    EXPECT_NEAR(loss.item<double>(), expected, 1e-5 * std::max(1.0, std::abs(expected)))
+        << GetParam() << " step " << index << " on rank " << rank;
+  }
+  // After two steps (the second computed from the first's update), every parameter and running
+  // statistic agrees.
+  const auto ours = distributed.objective->named_parameters();
+  for (const auto& item : reference.objective->named_parameters()) {
+    const double scale = std::max(1.0, item.value().abs().max().item<double>());
+    EXPECT_LT((ours[item.key()] - item.value()).abs().max().item<double>(), 1e-5 * scale)
+        << GetParam() << ": " << item.key() << " on rank " << rank;
+  }
+  const auto our_buffers = distributed.objective->named_buffers();
+  for (const auto& item : reference.objective->named_buffers()) {
+    if (!item.value().is_floating_point()) {
+      EXPECT_TRUE(torch::equal(our_buffers[item.key()], item.value())) << item.key();
+      continue;
+    }
+    EXPECT_LT((our_buffers[item.key()] - item.value()).abs().max().item<double>(), 1e-5)
+        << GetParam() << ": " << item.key() << " on rank " << rank;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tasks, MpiPretext,
+                         ::testing::Values("rotation", "jigsaw", "colorization", "inpainting",
+                                           "superres", "autoencoder", "gan", "diffusion"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace selfsup
