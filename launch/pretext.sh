@@ -69,9 +69,9 @@ echo "[pretext] ${#gray[@]} configs on Fashion-MNIST, ${#rgb[@]} on synthetic RG
 row() {  # $1 = run dir, $2 = label
   local dir=$1 label=$2
   [[ -f "$dir/transfer/results.json" && -f "$dir/summary.json" ]] || return 0
-  jq -r --arg label "$label" --slurpfile s "$dir/summary.json" '
+  jq -r --arg task "$label" --slurpfile s "$dir/summary.json" '
     def r($d): if type == "number" then (. * pow(10; $d) | round) / pow(10; $d) else "" end;
-    [$label, (.linear_probe.top1 | r(2)), (.knn.top1 | r(2)), ($s[0].final_loss | r(4)),
+    [$task, (.linear_probe.top1 | r(2)), (.knn.top1 | r(2)), ($s[0].final_loss | r(4)),
      ($s[0].seconds | r(0)), (($s[0].seconds + .wall_seconds) | r(0))] | @tsv' \
     "$dir/transfer/results.json"
 }
