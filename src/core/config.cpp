@@ -227,6 +227,13 @@ Config parse_config(const std::string& json_text, const std::string& source,
   return config;
 }
 
+std::string resolved_precision(const Config& config) {
+  const auto& precision = config.train.precision;
+  if (precision == "auto")
+    return config.device == "cuda" && config.pretext.task == "simclr" ? "bf16" : "fp32";
+  return precision;
+}
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) {
@@ -266,6 +273,24 @@ void check_config(const Config& config, const std::string& source) {
          std::to_string(config.train.batch_size) + " x " +
          std::to_string(config.augment.total_views()) + " = " + std::to_string(per_step) +
          " (e.g. " + examples + ")");
+  }
+  const auto& optim = config.optim;
+  if (optim.name == "lars" && optim.trust_coefficient == 0.0) {
+    fail(
+        "optim.trust_coefficient = 0 with optim.name = \"lars\" would make every adapted "
+        "layer's step zero (the step is lr x trust_coefficient x |w| / |g|); use 0.001 (the LARS "
+        "paper's and SimCLR's value), or optim.name = \"sgd\" for steps without trust ratios");
+  }
+  const auto& precision = config.train.precision;
+  if (precision == "bf16" && config.device != "cuda") {
+    fail(
+        "train.precision = \"bf16\" needs device = \"cuda\" (bfloat16 autocast is a GPU "
+        "speed-up; on this CPU it would only lose precision); set train.precision to \"auto\" "
+        "(bf16 on CUDA, fp32 on CPU) or \"fp32\", or --set device=cuda on a GPU machine");
+  }
+  if (precision == "bf16" && config.pretext.task != "simclr") {
+    fail("train.precision = \"bf16\" is implemented for pretext.task = \"simclr\" only; \"" +
+         config.pretext.task + "\" trains in fp32: set train.precision to \"fp32\" or \"auto\"");
   }
   const auto& augment = config.augment;
   for (const auto& [key, values] : {std::pair{"mean", &augment.mean}, {"std", &augment.std}}) {

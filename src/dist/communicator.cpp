@@ -4,6 +4,19 @@
 #include "selfsup/core/launch.h"
 
 namespace selfsup {
+namespace {
+
+class FinishedWork : public CollectiveWork {
+ public:
+  void wait() override {}
+};
+
+}  // namespace
+
+std::unique_ptr<CollectiveWork> Communicator::all_reduce_async_(torch::Tensor& x, ReduceOp op) {
+  all_reduce_(x, op);
+  return std::make_unique<FinishedWork>();
+}
 
 std::shared_ptr<Communicator> make_communicator(const DistConfig& config, bool cuda) {
   const std::string& backend = config.backend;

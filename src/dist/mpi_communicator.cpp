@@ -266,6 +266,44 @@ void MpiCommunicator::all_reduce_(torch::Tensor& x, ReduceOp op) {
   if (op == ReduceOp::kAvg) x.div_(size_);
 }
 
+class MpiCommunicator::AsyncAllReduce : public CollectiveWork {
+ public:
+  AsyncAllReduce(MpiCommunicator& comm, torch::Tensor x, ReduceOp op, MPI_Request request)
+      : comm_(comm), x_(std::move(x)), op_(op), request_(request) {}
+  ~AsyncAllReduce() override {
+    try {
+      wait();
+    } catch (...) {
+      // A failed wait already reported through the watchdog or MPI's error handler.
+    }
+  }
+  void wait() override {
+    if (done_) return;
+    done_ = true;
+    Counted counted(comm_, "all_reduce_wait", 0);
+    Watch watch(comm_, "MPI_Wait", comm_.describe(x_, "all_reduce_async"));
+    SELFSUP_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (op_ == ReduceOp::kAvg) x_.div_(comm_.size_);
+  }
+
+ private:
+  MpiCommunicator& comm_;
+  torch::Tensor x_;
+  ReduceOp op_;
+  MPI_Request request_;
+  bool done_ = false;
+};
+
+std::unique_ptr<CollectiveWork> MpiCommunicator::all_reduce_async_(torch::Tensor& x, ReduceOp op) {
+  check_cpu_contiguous(x, "all_reduce");
+  check_same_shape(x, "all_reduce");
+  Counted counted(*this, "all_reduce", bytes_of(x));
+  MPI_Request request = MPI_REQUEST_NULL;
+  SELFSUP_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, x.data_ptr(), static_cast<int>(x.numel()),
+                                   mpi_type(x), mpi_op(op), MPI_COMM_WORLD, &request));
+  return std::make_unique<AsyncAllReduce>(*this, x, op, request);
+}
+
 void MpiCommunicator::broadcast_(torch::Tensor& x, int root) {
   check_cpu_contiguous(x, "broadcast");
   check_same_shape(x, "broadcast");

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <thread>
 
+#include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/launch.h"
 #include "tensor_signature.h"
@@ -185,7 +186,7 @@ NcclCommunicator::NcclCommunicator(const DistConfig& config)
   // same branch at each step, so that a failure on one rank becomes an error on all of them
   // instead of leaving the others waiting.
   //
-  // 1. Local set-up: the device (local rank modulo visible devices, as resolve_device in
+  // 1. Local set-up: the device (the local rank's own, as resolve_device in
   //    src/core/device.cpp chooses), its PCI bus id, the stream, events and barrier buffer. A
   //    failure is recorded, not thrown yet.
   std::string failure;
@@ -201,7 +202,7 @@ NcclCommunicator::NcclCommunicator(const DistConfig& config)
                       : detail::concat("cudaGetDeviceCount: ", cudaGetErrorString(found)),
                   "; use device=cpu (with dist.backend=mpi or auto), or run where a GPU and its "
                   "driver are visible");
-    device_ = local_rank_ % count;
+    device_ = cuda_device_index(local_rank_, count);  // as resolve_device chooses
     SELFSUP_CUDA_CHECK(cudaSetDevice(device_));
     SELFSUP_CUDA_CHECK(cudaDeviceGetPCIBusId(bus_id, static_cast<int>(kBusIdBytes) - 1, device_));
     cudaStream_t stream = nullptr;
@@ -336,30 +337,52 @@ void NcclCommunicator::check_same_shape(const torch::Tensor& x, const char* oper
 }
 
 template <typename Launch>
-void NcclCommunicator::run(const char* operation, Launch&& launch) {
+void NcclCommunicator::enqueue(const char* operation, Launch&& launch, CUevent_st* done) {
   SELFSUP_CHECK(comm_, "NCCL ", operation, " on rank ", rank_, " (host ", host_,
                 "): the NCCL communicator was aborted after an earlier error; end this run");
+  if (!done) done = done_.get();
   try {
     // The numbered steps are those of the header's protocol comment.
     SELFSUP_CUDA_CHECK(cudaSetDevice(device_));  // this rank's only device stays current
-    SELFSUP_CUDA_CHECK(cudaEventRecord(ready_.get(), cudaStreamLegacy));        // 1
-    SELFSUP_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ready_.get(), 0));    // 2
-    launch();                                                                   // 3
-    SELFSUP_CUDA_CHECK(cudaEventRecord(done_.get(), stream_.get()));            // 4
-    SELFSUP_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, done_.get(), 0));  // 5
+    SELFSUP_CUDA_CHECK(cudaEventRecord(ready_.get(), cudaStreamLegacy));      // 1
+    SELFSUP_CUDA_CHECK(cudaStreamWaitEvent(stream_.get(), ready_.get(), 0));  // 2
+    launch();                                                                 // 3
+    SELFSUP_CUDA_CHECK(cudaEventRecord(done, stream_.get()));                 // 4
   } catch (...) {
     abort_nccl();  // half-issued: the other ranks cannot be matched any more
     throw;
   }
-  wait(operation);  // 6
 }
 
-void NcclCommunicator::wait(const char* operation) {
+template <typename Launch>
+void NcclCommunicator::run(const char* operation, Launch&& launch) {
+  enqueue(operation, std::forward<Launch>(launch));
+  finish(operation, done_.get());
+}
+
+void NcclCommunicator::finish(const char* operation, CUevent_st* done) {
+  try {
+    SELFSUP_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, done, 0));  // 5
+  } catch (...) {
+    abort_nccl();
+    throw;
+  }
+  wait(operation, done);  // 6
+}
+
+CUevent_st* NcclCommunicator::new_event() {
+  cudaEvent_t event = nullptr;
+  SELFSUP_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  return event;
+}
+
+void NcclCommunicator::wait(const char* operation, CUevent_st* done) {
+  if (!done) done = done_.get();
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   const std::chrono::duration<double> timeout(timeout_s_);
   for (int polls = 0;; ++polls) {
-    const cudaError_t state = cudaEventQuery(done_.get());
+    const cudaError_t state = cudaEventQuery(done);
     if (state == cudaSuccess) return;
     if (state != cudaErrorNotReady) {
       auto message = detail::concat(
@@ -455,6 +478,54 @@ void NcclCommunicator::all_reduce_(torch::Tensor& x, ReduceOp op) {
     SELFSUP_NCCL_CHECK(ncclAllReduce(x.data_ptr(), x.data_ptr(), count, nccl_type(x, "all_reduce"),
                                      nccl_op(op), comm_.get(), stream_.get()));
   });
+}
+
+class NcclCommunicator::AsyncAllReduce : public CollectiveWork {
+ public:
+  AsyncAllReduce(NcclCommunicator& comm, torch::Tensor x)
+      : comm_(comm), x_(std::move(x)), done_(comm.new_event()) {}
+  ~AsyncAllReduce() override {
+    try {
+      wait();
+    } catch (...) {
+      // The communicator was aborted and the error thrown by the first wait.
+    }
+  }
+  CUevent_st* event() const { return done_.get(); }
+  void enqueued() { enqueued_ = true; }
+  void wait() override {
+    if (!enqueued_ || waited_) return;
+    waited_ = true;
+    Counted counted(comm_, "all_reduce_wait", 0);
+    comm_.finish("all_reduce", done_.get());
+  }
+
+ private:
+  NcclCommunicator& comm_;
+  torch::Tensor x_;  // kept alive until the reduction is done
+  std::unique_ptr<CUevent_st, detail::CudaEventDestroy> done_;
+  bool enqueued_ = false;
+  bool waited_ = false;
+};
+
+std::unique_ptr<CollectiveWork> NcclCommunicator::all_reduce_async_(torch::Tensor& x, ReduceOp op) {
+  if (x.defined() && x.device().is_cpu()) return Communicator::all_reduce_async_(x, op);
+  check_input(x, "all_reduce");
+  check_same_shape(x, "all_reduce");
+  Counted counted(*this, "all_reduce", bytes_of(x));
+  auto work = std::make_unique<AsyncAllReduce>(*this, x);
+  const auto count = static_cast<size_t>(x.numel());
+  if (count == 0) return work;
+  enqueue(
+      "all_reduce",
+      [&] {
+        SELFSUP_NCCL_CHECK(ncclAllReduce(x.data_ptr(), x.data_ptr(), count,
+                                         nccl_type(x, "all_reduce"), nccl_op(op), comm_.get(),
+                                         stream_.get()));
+      },
+      work->event());
+  work->enqueued();
+  return work;
 }
 
 void NcclCommunicator::broadcast_(torch::Tensor& x, int root) {

@@ -82,6 +82,11 @@ SyncBatchNormImpl::SyncBatchNormImpl(int64_t features, std::shared_ptr<Communica
 torch::Tensor SyncBatchNormImpl::forward(const torch::Tensor& x) {
   SELFSUP_CHECK(x.dim() >= 2 && x.size(1) == weight.numel(), "SyncBatchNorm over ", weight.numel(),
                 " channels got input of shape ", x.sizes());
+  if (x.scalar_type() != weight.scalar_type()) {
+    // A bfloat16 activation (autocast): statistics, their all-reduce and the normalisation in the
+    // parameters' precision, the output back in the input's, as cuDNN's batch norm does.
+    return forward(x.to(weight.scalar_type())).to(x.scalar_type());
+  }
   if (!is_training()) {
     return torch::batch_norm(x, weight, bias, running_mean, running_var, /*training=*/false,
                              momentum_, eps_, /*cudnn_enabled=*/true);

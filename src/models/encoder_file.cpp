@@ -31,7 +31,8 @@ json encoder_architecture(const ModelConfig& model) {
             {"stem_stride", model.stem_stride},
             {"pool", model.pool}};
   }
-  return {{"encoder", model.encoder}};  // resnet18: no field shapes its weights
+  // ResNets: the stem shapes conv1 (files written before the stem was a choice have none: "small").
+  return {{"encoder", model.encoder}, {"stem", model.stem}};
 }
 
 ModelConfig model_from_architecture(const std::string& architecture, const std::string& source) {
@@ -47,7 +48,12 @@ ModelConfig model_from_architecture(const std::string& architecture, const std::
                         model.stem_stride <= 2 && model.pool >= 1 && model.pool <= 16,
                     "out of range");
     } else {
-      SELFSUP_CHECK(model.encoder == "resnet18", "unknown encoder \"", model.encoder, "\"");
+      SELFSUP_CHECK(
+          model.encoder == "resnet18" || model.encoder == "resnet34" || model.encoder == "resnet50",
+          "unknown encoder \"", model.encoder, "\"");
+      model.stem = value.value("stem", std::string("small"));
+      SELFSUP_CHECK(model.stem == "small" || model.stem == "imagenet", "unknown stem \"",
+                    model.stem, "\"");
     }
   } catch (const std::exception& e) {
     throw Error(source + ": metadata \"architecture\" = " + architecture +
@@ -76,7 +82,11 @@ void load_encoder_weights(Encoder& encoder, const TensorFile& file, const std::s
   SELFSUP_CHECK(format != file.metadata.end() && format->second == kEncoderFileFormat, key, " = ",
                 path, " is not a selfsup encoder file (metadata \"format\" is not \"",
                 kEncoderFileFormat, "\"); write one with `selfsup export`");
-  const auto stored = metadata_json(file, path, "architecture");
+  auto stored = metadata_json(file, path, "architecture");
+  // A ResNet file written before the stem was a choice has the small-image stem.
+  if (stored.is_object() && stored.value("encoder", std::string()).rfind("resnet", 0) == 0 &&
+      !stored.contains("stem"))
+    stored["stem"] = "small";
   const auto expected = encoder_architecture(model);
   if (stored != expected) {
     std::string differences;

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include "selfsup/core/device.h"
 #include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/models/encoder_file.h"
@@ -11,12 +12,16 @@ namespace selfsup {
 
 SimClrObjective::SimClrObjective(const Config& config, int64_t in_channels,
                                  std::shared_ptr<Communicator> comm)
-    : loss_(config.loss), negatives_(config.negatives), comm_(std::move(comm)) {
+    : loss_(config.loss),
+      negatives_(config.negatives),
+      comm_(std::move(comm)),
+      bf16_(resolved_precision(config) == "bf16") {
   const auto& model = config.model;
   encoder_ =
       register_module("encoder", make_encoder(model, in_channels, make_norm_factory(model, comm_)));
-  head_ = register_module("head", ProjectionHead(encoder_->feature_dim(), model.head_hidden,
-                                                 model.proj_dim, make_norm_factory(model, comm_)));
+  head_ = register_module("head",
+                          ProjectionHead(encoder_->feature_dim(), model.head_hidden, model.proj_dim,
+                                         make_norm_factory(model, comm_), model.head_layers));
   if (!model.init.empty()) {
     // Before the key encoder copies it; every rank reads the same file (the Trainer's broadcast
     // from rank 0 follows anyway).
@@ -29,7 +34,7 @@ SimClrObjective::SimClrObjective(const Config& config, int64_t in_channels,
         "key_encoder", make_encoder(model, in_channels, make_norm_factory(model, comm_)));
     key_head_ = register_module(
         "key_head", ProjectionHead(encoder_->feature_dim(), model.head_hidden, model.proj_dim,
-                                   make_norm_factory(model, comm_)));
+                                   make_norm_factory(model, comm_), model.head_layers));
     torch::NoGradGuard no_grad;
     auto copy = [](torch::nn::Module& from, torch::nn::Module& to) {
       const auto source = from.parameters();
@@ -56,8 +61,14 @@ torch::Tensor SimClrObjective::project(Encoder& encoder, ProjectionHeadImpl& hea
   // Views of one size go through the encoder in one batch: [V*B, C, H, W] -> [B, V, D].
   auto embed = [&](const torch::Tensor& group) {
     const int64_t count = group.size(0);
-    auto z = head.forward(encoder.forward(group.flatten(0, 1)));
-    z = torch::nn::functional::normalize(z, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    torch::Tensor z;
+    {
+      // train.precision bf16: the encoder and head under autocast, the loss in fp32 from here on.
+      AutocastGuard autocast(group.device().type(), bf16_);
+      z = head.forward(encoder.forward(group.flatten(0, 1)));
+    }
+    z = torch::nn::functional::normalize(z.to(torch::kFloat),
+                                         torch::nn::functional::NormalizeFuncOptions().dim(1));
     return z.view({count, -1, z.size(1)}).transpose(0, 1);  // [B, count, D]
   };
   if (!local_views.defined()) return embed(views).contiguous();

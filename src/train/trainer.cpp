@@ -219,8 +219,13 @@ TrainResult Trainer::run() {
   // What the optimizer trains: a momentum key encoder follows the encoder instead, and a GAN's
   // generator has an optimizer of its own (both in end_step).
   const std::vector<torch::Tensor> parameters = objective_->trainable_parameters();
-  auto optimizer = make_optimizer(config_.optim, parameters);
-  GradientReducer reducer(parameters, *comm_);
+  // The peak learning rate scaled to the global batch (optim.lr_scaling); the schedule and every
+  // optimizer use it.
+  OptimConfig optim = config_.optim;
+  optim.lr = scaled_learning_rate(config_.optim, tc.batch_size);
+  auto optimizer = make_optimizer(optim, parameters);
+  GradientReducer reducer(parameters, *comm_, config_.dist.bucket_mb << 20,
+                          config_.dist.overlap_grad_reduce);
 
   // Resume: every rank loads the same checkpoint, and all agree that it loaded before anyone
   // trains.
@@ -293,7 +298,22 @@ TrainResult Trainer::run() {
       objective_->name(), config_.model.encoder, objective_->encoder()->feature_dim(), params,
       tc.batch_size, sampler.local_batch(), config_.augment.total_views(), total_steps,
       steps_per_epoch, world, comm_->backend());
-  spdlog::info("device {}", device.str());
+  at::globalContext().setBenchmarkCuDNN(device.is_cuda() && tc.cudnn_benchmark);
+  spdlog::info("device {} | precision {} (train.precision \"{}\") | channels-last {}", device.str(),
+               resolved_precision(config_), tc.precision, config_.model.channels_last);
+  if (config_.optim.lr_scaling != "none") {
+    spdlog::info("optimizer {} | peak lr {:.6g} = optim.lr {} x {}({} / {}) ({} scaling)",
+                 config_.optim.name, optim.lr, config_.optim.lr,
+                 config_.optim.lr_scaling == "sqrt" ? "sqrt" : "", tc.batch_size,
+                 config_.optim.base_batch, config_.optim.lr_scaling);
+  } else {
+    spdlog::info("optimizer {} | peak lr {:.6g}", config_.optim.name, optim.lr);
+  }
+  if (world > 1) {
+    spdlog::info("gradient reduction: {} bucket(s) of up to {} MiB, {}", reducer.bucket_count(),
+                 config_.dist.bucket_mb,
+                 reducer.overlap() ? "overlapped with backward" : "after backward");
+  }
   const auto& negatives = config_.negatives;
   if (negatives.source == "queue" && negatives.momentum == 0.0) {
     spdlog::warn(
@@ -394,7 +414,7 @@ TrainResult Trainer::run() {
       if (!batch) break;
       const double data_wait = seconds_since(wait_start);
       data_wait_seconds += data_wait;
-      const double lr = learning_rate(config_.optim, step, total_steps);
+      const double lr = learning_rate(optim, step, total_steps);
       set_learning_rate(*optimizer, lr);
 
       optimizer->zero_grad();
@@ -421,7 +441,15 @@ TrainResult Trainer::run() {
       input.lr = lr;
       auto out = objective_->compute(input);
       if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
+      reducer.prepare();  // overlapped: buckets start reducing as backward fills them
       out.loss.backward();
+      if (reducer.overlap() && reducer.bucket_count() > 1 && step == resumed.step &&
+          reducer.buckets_started_in_backward() == 0) {
+        spdlog::warn(
+            "gradient reduction: no bucket could start during backward (a trainable parameter "
+            "got no gradient and holds back the buckets after it); the reduction runs after "
+            "backward, correct but not overlapped");
+      }
       reducer.reduce();
 
       // One collective for every number of the step: the global mean over ranks of the loss, a

@@ -72,6 +72,55 @@ TEST(Config, RejectsFractionalIntegersBadChoicesAndBadPairs) {
   EXPECT_NE(error_of(R"({"data": 3})").find("data"), std::string::npos);
 }
 
+TEST(Config, ScaleRecipeKeys) {
+  const auto config = parse_config(
+      R"({"device": "cuda", "model": {"encoder": "resnet50", "stem": "imagenet",
+          "head_layers": 3, "head_hidden": 2048},
+          "optim": {"name": "lars", "lr": 0.3, "lr_scaling": "linear", "trust_coefficient": 0.001},
+          "train": {"precision": "bf16"}})",
+      "test.json");
+  EXPECT_EQ(config.model.encoder, "resnet50");
+  EXPECT_EQ(config.model.stem, "imagenet");
+  EXPECT_EQ(config.model.head_layers, 3);
+  EXPECT_EQ(config.optim.name, "lars");
+  EXPECT_EQ(config.optim.lr_scaling, "linear");
+  EXPECT_EQ(resolved_precision(config), "bf16");
+  EXPECT_NE(error_of(R"({"model": {"stem": "tiny"}})").find("model.stem"), std::string::npos);
+  EXPECT_NE(error_of(R"({"optim": {"lr_scaling": "log"}})").find("sqrt"), std::string::npos);
+}
+
+TEST(Config, PrecisionAutoFollowsTheDeviceAndTask) {
+  EXPECT_EQ(resolved_precision(parse_config(R"({"train": {"precision": "auto"}})", "t.json")),
+            "fp32");
+  EXPECT_EQ(resolved_precision(
+                parse_config(R"({"device": "cuda", "train": {"precision": "auto"}})", "t.json")),
+            "bf16");
+  EXPECT_EQ(resolved_precision(parse_config(
+                R"({"device": "cuda", "train": {"precision": "auto"},
+                    "augment": {"views": 1}, "pretext": {"task": "rotation"}})",
+                "t.json")),
+            "fp32");
+  EXPECT_EQ(resolved_precision(parse_config("{}", "t.json")), "fp32");
+}
+
+TEST(Config, ScaleBadInputSaysWhatToChange) {
+  // bf16 on a CPU: what to set instead.
+  auto message = error_of(R"({"train": {"precision": "bf16"}})");
+  EXPECT_NE(message.find("train.precision"), std::string::npos) << message;
+  EXPECT_NE(message.find("\"auto\""), std::string::npos) << message;
+  EXPECT_NE(message.find("device"), std::string::npos) << message;
+  // LARS with a zero trust coefficient: every step would be zero.
+  message = error_of(R"({"optim": {"name": "lars", "trust_coefficient": 0}})");
+  EXPECT_NE(message.find("optim.trust_coefficient"), std::string::npos) << message;
+  EXPECT_NE(message.find("0.001"), std::string::npos) << message;
+  // bf16 for a pretext task that trains in fp32.
+  message = error_of(R"({"device": "cuda", "train": {"precision": "bf16"},
+                        "augment": {"views": 1}, "pretext": {"task": "rotation"}})");
+  EXPECT_NE(message.find("simclr"), std::string::npos) << message;
+  // SGD ignores the trust coefficient, so 0 is fine there.
+  EXPECT_NO_THROW(parse_config(R"({"optim": {"name": "sgd", "trust_coefficient": 0}})", "t.json"));
+}
+
 TEST(Config, TiledLossKeys) {
   const auto defaults = parse_config("{}", "test.json");
   EXPECT_FALSE(defaults.loss.tiled);

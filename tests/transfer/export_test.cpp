@@ -82,7 +82,7 @@ TEST(EncoderExport, SyncBatchNormGetsTorchvisionNamesAndHeadIsDropped) {
   }
   EXPECT_EQ(file.at("bn1.num_batches_tracked", path).scalar_type(), torch::kLong);
   EXPECT_EQ(file.at("conv1.weight", path).sizes(), (std::vector<int64_t>{64, 3, 3, 3}));
-  EXPECT_EQ(file.metadata.at("architecture"), R"({"encoder":"resnet18"})");
+  EXPECT_EQ(file.metadata.at("architecture"), R"({"encoder":"resnet18","stem":"small"})");
   EXPECT_EQ(file.metadata.at("input_size"), "[3,28,28]");
   EXPECT_EQ(file.metadata.at("feature_dim"), "512");
   EXPECT_EQ(file.metadata.at("step"), "7");
@@ -154,6 +154,33 @@ TEST(EncoderExport, ModelInitMismatchNamesTheKeyAndTheDifference) {
   expect_config_error(same, 3, {"1-channel images", "3 channel(s)"});
   same.model.init = temp_file("missing.safetensors");
   EXPECT_THROW(objective_for(same), SafetensorsError);
+  fs::remove(path);
+}
+
+TEST(EncoderExport, ResNetStemIsPartOfTheArchitecture) {
+  auto config = small_config();
+  config.model.encoder = "resnet18";
+  config.model.batch_norm = "local";
+  const auto path = temp_file("stem.safetensors");
+  export_encoder(*objective_for(config, 3)->encoder(), config, info_for(3), path);
+  // A file written before the stem was a choice has no "stem": it is the small-image stem.
+  auto file = read_safetensors(path);
+  file.metadata["architecture"] = R"({"encoder":"resnet18"})";
+  write_safetensors(path, file.tensors, file.metadata);
+  auto init = config;
+  init.model.init = path;
+  EXPECT_NO_THROW(objective_for(init, 3));
+  // The ImageNet stem's 7x7 conv1 is another encoder, named as such.
+  init.model.stem = "imagenet";
+  try {
+    objective_for(init, 3);
+    ADD_FAILURE() << "no error for the other stem";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("model.stem = \"imagenet\" but the file has \"small\""),
+              std::string::npos)
+        << message;
+  }
   fs::remove(path);
 }
 

@@ -136,12 +136,17 @@ struct AugmentConfig {
 
 /// Encoder and projection head.
 struct ModelConfig {
-  std::string encoder = "convnet";  // "convnet" (small, for CPUs) or "resnet18" (small-image stem)
+  std::string encoder = "convnet";  // "convnet" (small, for CPUs), "resnet18", "resnet34" (basic
+                                    // blocks) or "resnet50" (bottlenecks), torchvision's layers
+  std::string stem = "small";       // ResNets: "small" (3x3 stride-1 conv1, no max-pool: 32 px
+                                    // images) or "imagenet" (7x7 stride-2 conv1 + 3x3 max-pool)
   int width = 64;                   // ConvNet: channels of the first stage (doubled per stage)
   int stem_stride = 1;              // ConvNet: stride of the first convolution (1 or 2)
   int pool = 2;                     // ConvNet: output spatial size of the final adaptive pooling
   bool channels_last = true;        // NHWC activations (oneDNN's fast path on CPU)
   int head_hidden = 512;            // projection head hidden width
+  int head_layers = 2;              // projection head linear layers (Linear-BN-ReLU x (n-1), then
+                                    // Linear; SimCLR v1: 2, v2: 3); 1 = a linear projection
   int proj_dim = 128;               // projection dimension (where the loss is computed)
   std::string batch_norm = "sync";  // "sync": statistics over the global batch (all ranks), as
                                     // SimCLR's global BN; "local": this rank's slice only
@@ -151,12 +156,14 @@ struct ModelConfig {
 
   template <typename V>
   void visit(V& v) {
-    v("encoder", encoder, std::vector<std::string>{"convnet", "resnet18"});
+    v("encoder", encoder, std::vector<std::string>{"convnet", "resnet18", "resnet34", "resnet50"});
+    v("stem", stem, std::vector<std::string>{"small", "imagenet"});
     v("width", width, 1, 4096);
     v("stem_stride", stem_stride, 1, 2);
     v("pool", pool, 1, 16);
     v("channels_last", channels_last);
     v("head_hidden", head_hidden, 1, 65536);
+    v("head_layers", head_layers, 1, 16);
     v("proj_dim", proj_dim, 1, 65536);
     v("batch_norm", batch_norm, std::vector<std::string>{"sync", "local"});
     v("init", init);
@@ -326,22 +333,31 @@ struct PretextConfig {
 
 /// Optimizer and learning-rate schedule.
 struct OptimConfig {
-  std::string name = "adam";        // "adam" or "sgd"
-  double lr = 1e-3;                 // peak learning rate
-  double weight_decay = 1e-6;       // L2 weight decay
-  double momentum = 0.9;            // SGD momentum
+  std::string name = "adam";        // "adam", "adamw" (decoupled weight decay), "sgd" or "lars"
+                                    // (SGD with layer-wise trust ratios, SimCLR's optimizer)
+  double lr = 1e-3;                 // peak learning rate (before lr_scaling)
+  std::string lr_scaling = "none";  // peak = lr x ("linear") B/base_batch or ("sqrt")
+                                    // sqrt(B/base_batch), B the global batch of one step
+  int64_t base_batch = 256;         // the batch that lr is given for
+  double weight_decay = 1e-6;       // weight decay (adam, sgd: L2 in the gradient; adamw:
+                                    // decoupled; lars: L2, not on batch-norm and bias parameters)
+  double momentum = 0.9;            // SGD and LARS momentum
   bool nesterov = false;            // SGD Nesterov momentum
+  double trust_coefficient = 1e-3;  // LARS: a layer's step is lr x trust_coefficient x |w| / |g|
   int64_t warmup_steps = 100;       // linear warmup from 0 to lr
   std::string schedule = "cosine";  // after warmup: "cosine" (to min_lr_ratio*lr) or "constant"
   double min_lr_ratio = 0.0;        // final learning rate as a fraction of lr
 
   template <typename V>
   void visit(V& v) {
-    v("name", name, std::vector<std::string>{"adam", "sgd"});
+    v("name", name, std::vector<std::string>{"adam", "adamw", "sgd", "lars"});
     v("lr", lr, 1e-9, 100.0);
+    v("lr_scaling", lr_scaling, std::vector<std::string>{"none", "linear", "sqrt"});
+    v("base_batch", base_batch, 1, INT64_MAX);
     v("weight_decay", weight_decay, 0.0, 10.0);
     v("momentum", momentum, 0.0, 0.9999);
     v("nesterov", nesterov);
+    v("trust_coefficient", trust_coefficient, 0.0, 1.0);
     v("warmup_steps", warmup_steps, 0, INT64_MAX);
     v("schedule", schedule, std::vector<std::string>{"cosine", "constant"});
     v("min_lr_ratio", min_lr_ratio, 0.0, 1.0);
@@ -357,6 +373,11 @@ struct TrainConfig {
   int threads = 0;           // intra-op threads per rank (0 = all cores / ranks on the node)
   int64_t max_skipped_steps = 10;  // stop after this many consecutive steps skipped on a
                                    // non-finite loss or gradient (every rank skips together)
+  bool cudnn_benchmark = true;     // CUDA: cuDNN times its convolution algorithms on the first
+                                   // steps and keeps the fastest (false: reproducible choices)
+  std::string precision = "fp32";  // "fp32"; "bf16": autocast of the encoder and head to
+                                   // bfloat16 on CUDA, the loss in fp32 (SimCLR only); "auto":
+                                   // bf16 on CUDA, fp32 on CPU
 
   template <typename V>
   void visit(V& v) {
@@ -366,6 +387,8 @@ struct TrainConfig {
     v("log_every", log_every, 1, INT64_MAX);
     v("threads", threads, 0, 4096);
     v("max_skipped_steps", max_skipped_steps, 1, INT64_MAX);
+    v("precision", precision, std::vector<std::string>{"fp32", "bf16", "auto"});
+    v("cudnn_benchmark", cudnn_benchmark);
   }
 };
 
@@ -482,16 +505,20 @@ struct MonitorConfig {
 
 /// Distribution across ranks.
 struct DistConfig {
-  std::string backend = "auto";  // "auto", "local", "mpi" or "nccl"
-  double timeout_s = 300.0;      // a collective unfinished after this long aborts every rank
-  bool check_shapes = true;      // ranks compare dtype and shape before every collective (a
-                                 // small extra collective each: turn off for speed at scale)
+  std::string backend = "auto";     // "auto", "local", "mpi" or "nccl"
+  double timeout_s = 300.0;         // a collective unfinished after this long aborts every rank
+  bool check_shapes = true;         // ranks compare dtype and shape before every collective (a
+                                    // small extra collective each: turn off for speed at scale)
+  bool overlap_grad_reduce = true;  // reduce gradient buckets during backward, as each fills
+  int64_t bucket_mb = 25;           // MiB of gradients per all-reduce bucket
 
   template <typename V>
   void visit(V& v) {
     v("backend", backend, std::vector<std::string>{"auto", "local", "mpi", "nccl"});
     v("timeout_s", timeout_s, 1.0, 86400.0);
     v("check_shapes", check_shapes);
+    v("overlap_grad_reduce", overlap_grad_reduce);
+    v("bucket_mb", bucket_mb, 1, 4096);
   }
 };
 
@@ -563,6 +590,10 @@ JigsawGeometry jigsaw_geometry(const JigsawConfig& jigsaw, int64_t side);
 /// dataset's values.
 void check_pretext_fit(const Config& config, int64_t channels, int64_t side,
                        const std::string& source);
+
+/// The precision the encoder and head compute in: "bf16" when train.precision is "bf16", or "auto"
+/// on CUDA with the contrastive task; else "fp32".
+std::string resolved_precision(const Config& config);
 
 /// Reads and parses a config file, then applies `key.path=value` overrides (values parsed as JSON,
 /// or taken as strings when they are not valid JSON).

@@ -28,6 +28,16 @@ struct CollectiveCount {
   double seconds = 0;  // wall time inside the calls (waiting for slower ranks included)
 };
 
+/// A collective started by an *_async call. wait() returns once the result is in the tensor (on
+/// CUDA: once later work on the default stream is ordered after it); waiting again does nothing.
+/// Destroying a Work that was never waited for waits for it: an MPI request or a buffer still read
+/// by NCCL is never abandoned.
+class CollectiveWork {
+ public:
+  virtual ~CollectiveWork() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -40,6 +50,11 @@ class Communicator {
   virtual torch::Tensor reduce_scatter(const torch::Tensor& x) = 0;
   /// In-place reduction over ranks.
   virtual void all_reduce_(torch::Tensor& x, ReduceOp op) = 0;
+  /// all_reduce_ started without waiting for it, so that it overlaps what this rank computes next
+  /// (gradient buckets during backward). Collective like the blocking calls: every rank starts the
+  /// same ones in the same order, interleaved alike with its other collectives. `x` must stay
+  /// alive and untouched until wait(). This default finishes the reduction before returning.
+  virtual std::unique_ptr<CollectiveWork> all_reduce_async_(torch::Tensor& x, ReduceOp op);
   /// In-place broadcast from `root`.
   virtual void broadcast_(torch::Tensor& x, int root) = 0;
   virtual void barrier() = 0;

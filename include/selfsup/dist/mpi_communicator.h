@@ -31,6 +31,9 @@ class MpiCommunicator : public Communicator {
   torch::Tensor all_gather(const torch::Tensor& x) override;
   torch::Tensor reduce_scatter(const torch::Tensor& x) override;
   void all_reduce_(torch::Tensor& x, ReduceOp op) override;
+  /// MPI_Iallreduce; its wait() is MPI_Wait under the watchdog. Open MPI progresses it inside MPI
+  /// calls (later collectives, the wait), so on CPUs the overlap is partial.
+  std::unique_ptr<CollectiveWork> all_reduce_async_(torch::Tensor& x, ReduceOp op) override;
   void broadcast_(torch::Tensor& x, int root) override;
   void barrier() override;
   std::string backend() const override { return "mpi"; }
@@ -40,6 +43,7 @@ class MpiCommunicator : public Communicator {
   const std::string& host() const { return host_; }
 
  private:
+  class AsyncAllReduce;
   // Marks one MPI call in flight for the watchdog (nothing in a world of one).
   class Watch {
    public:

@@ -23,6 +23,12 @@
 // failed, and buffers from LibTorch's caching allocator are never reused while NCCL still reads
 // them. The training loop synchronises with the host every step anyway (it reads the loss).
 //
+// all_reduce_async_ (the overlapped gradient buckets) stops after step 4, with an event of its own
+// instead of `done`; its wait() does steps 5 and 6. Between the two the default stream keeps
+// computing (the rest of backward) while NCCL reduces on the communication stream. The bucket
+// buffers it reduces belong to the GradientReducer for its whole life, so no caching-allocator
+// block is reused while NCCL reads it.
+//
 // Tensors on the CPU go to the MPI communicator this one is built on (the trainer reduces its
 // logged numbers and the rank table gathers host names as CPU tensors), so one Communicator serves
 // both kinds of tensor.
@@ -61,11 +67,11 @@ struct CudaFreeHost {
 };
 }  // namespace detail
 
-/// A Communicator over NCCL for CUDA tensors on this rank's device, cuda:<local_rank % visible
-/// devices> (as resolve_device chooses). Rank, world size and local rank come from the MPI
-/// communicator it is built on (or a world of one when this build has no MPI). Every CUDA and NCCL
-/// call is checked; a failure throws Error naming the call, file:line, rank and host, and a failed
-/// NCCL operation aborts the NCCL communicator first.
+/// A Communicator over NCCL for CUDA tensors on this rank's device, cuda:<cuda_device_index(local
+/// rank, visible devices)> (as resolve_device chooses). Rank, world size and local rank come from
+/// the MPI communicator it is built on (or a world of one when this build has no MPI). Every CUDA
+/// and NCCL call is checked; a failure throws Error naming the call, file:line, rank and host, and
+/// a failed NCCL operation aborts the NCCL communicator first.
 class NcclCommunicator : public Communicator {
  public:
   /// Collective over every rank: sets up the device, checks that no two ranks share a GPU, and
@@ -83,6 +89,7 @@ class NcclCommunicator : public Communicator {
   torch::Tensor reduce_scatter(const torch::Tensor& x) override;
   /// kAvg is NCCL's ncclAvg (for integer tensors NCCL rounds the quotient down).
   void all_reduce_(torch::Tensor& x, ReduceOp op) override;
+  std::unique_ptr<CollectiveWork> all_reduce_async_(torch::Tensor& x, ReduceOp op) override;
   void broadcast_(torch::Tensor& x, int root) override;
   /// An all-reduce of one element on the device: also waits for the default stream's work.
   void barrier() override;
@@ -93,12 +100,20 @@ class NcclCommunicator : public Communicator {
   int device() const { return device_; }
 
  private:
-  // Steps 1-5 of the protocol above around `launch` (which enqueues one NCCL call on the
-  // communication stream), then step 6.
+  class AsyncAllReduce;
+  // Steps 1-4 of the protocol above around `launch` (which enqueues one NCCL call on the
+  // communication stream), recording `done` (done_ when null).
+  template <typename Launch>
+  void enqueue(const char* operation, Launch&& launch, CUevent_st* done = nullptr);
+  // Steps 1-5, then step 6.
   template <typename Launch>
   void run(const char* operation, Launch&& launch);
-  // Step 6: the blocking wait for `done_`, bounded by timeout_s_.
-  void wait(const char* operation);
+  // Steps 5 and 6 for `done`.
+  void finish(const char* operation, CUevent_st* done);
+  // Step 6: the blocking wait for `done` (done_ when null), bounded by timeout_s_.
+  void wait(const char* operation, CUevent_st* done = nullptr);
+  // A new event without timing (the caller owns it).
+  CUevent_st* new_event();
   // ncclCommAbort once, ignoring its result; later collectives throw.
   void abort_nccl() noexcept;
   // Throws Error unless `x` is a contiguous CUDA tensor on this rank's device of a type NCCL has.

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "selfsup/core/config.h"
 
@@ -53,9 +55,10 @@ class ConvNetImpl : public Encoder {
   int64_t feature_dim_;
 };
 
-/// ResNet basic block (two 3x3 convolutions), torchvision layout.
+/// ResNet basic block (two 3x3 convolutions), torchvision layout. ResNet-18 and -34.
 class BasicBlockImpl : public torch::nn::Module {
  public:
+  static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, const NormFactory& norm);
   torch::Tensor forward(torch::Tensor x);
 
@@ -66,30 +69,52 @@ class BasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
-/// ResNet-18 with the small-image stem (3x3 stride-1 conv1, no max-pool), as used for CIFAR-size
-/// inputs; global average pooling, 512 features.
-class ResNet18Impl : public Encoder {
+/// ResNet bottleneck block (1x1 reduce, 3x3, 1x1 expand by 4), torchvision layout: the stride is
+/// on the 3x3 convolution ("ResNet v1.5"). ResNet-50.
+class BottleneckImpl : public torch::nn::Module {
  public:
-  explicit ResNet18Impl(int64_t in_channels, const NormFactory& norm = batch_norm_factory());
+  static constexpr int64_t kExpansion = 4;
+  BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, const NormFactory& norm);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  torch::nn::AnyModule bn1, bn2, bn3;
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+/// ResNet-18, -34 or -50 with torchvision's layer names (conv1, bn1, layer1.0.conv1, ...,
+/// layer4.2.downsample.1), without the classifier: global average pooling gives 512 (18, 34) or
+/// 2048 (50) features. The stem is "imagenet" (7x7 stride-2 conv1, 3x3 stride-2 max-pool: 224 px
+/// images) or "small" (3x3 stride-1 conv1, no max-pool: 32 px images, as in SimCLR's CIFAR runs).
+class ResNetImpl : public Encoder {
+ public:
+  ResNetImpl(int64_t depth, int64_t in_channels, const std::string& stem,
+             const NormFactory& norm = batch_norm_factory());
   torch::Tensor forward(torch::Tensor x) override;
-  int64_t feature_dim() const override { return 512; }
+  int64_t feature_dim() const override { return feature_dim_; }
 
  private:
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::AnyModule bn1;
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr}, layer4{nullptr};
+  bool max_pool_ = false;
+  int64_t feature_dim_ = 0;
 };
 
-/// Two-layer MLP projection head: Linear -> BatchNorm1d -> ReLU -> Linear. Dropped at transfer.
+/// MLP projection head of `layers` linear layers: (Linear -> BatchNorm1d -> ReLU) x (layers - 1)
+/// -> Linear, hidden width `hidden_dim`; named fc1, bn1, fc2, bn2, ..., fc<layers>. Dropped at
+/// transfer.
 class ProjectionHeadImpl : public torch::nn::Module {
  public:
   ProjectionHeadImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim,
-                     const NormFactory& norm = batch_norm_factory());
+                     const NormFactory& norm = batch_norm_factory(), int64_t layers = 2);
   torch::Tensor forward(torch::Tensor x);
 
  private:
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  torch::nn::AnyModule bn1;
+  std::vector<torch::nn::Linear> fcs_;
+  std::vector<torch::nn::AnyModule> bns_;
 };
 TORCH_MODULE(ProjectionHead);
 

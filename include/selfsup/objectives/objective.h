@@ -98,6 +98,7 @@ class SimClrObjective : public Objective {
   NegativesConfig negatives_;
   std::shared_ptr<Communicator> comm_;
   torch::Tensor pending_keys_;  // [B_global*V, D] keys of the current step, enqueued by end_step
+  bool bf16_ = false;           // encoder and head under bfloat16 autocast (train.precision)
 };
 
 /// The normalisation layers for `model.batch_norm`: "sync" gives SyncBatchNorm (statistics over
