@@ -18,6 +18,9 @@ the device tool carries it with carry ["bench/gpu/deps"]). Phases, each with ela
                 package from the bundle; checks in CMakeCache.txt that each came from the bundle
   build         cmake --build -j (all cores; 1 in the dry run)
   info          build/selfsup info
+  step_bench    bench/gpu/step_bench.sh: SimCLR step images/s of selfsup (selfsup_bench_step)
+                against the same step in Python PyTorch, ResNet-50 224 px and ResNet-18 32 px,
+                bf16, channels-last; MFU and peak memory (dry run: ResNet-18, 32 px, batch 4, CPU)
   tests         ctest (unit tests, command-line tests; the MPI tests when MPI was found)
   train         selfsup train configs/fashion_mnist_simclr.json on the bundled Fashion-MNIST,
                 device=cuda, dist.backend=nccl (local when this build has no NCCL), --no-transfer;
@@ -40,8 +43,9 @@ Options:
                     (never in the dry run, as the GPU machine has neither)
   --configure-only  stop after the configure phase
 Logs go to $OUT when it is set (the device tool brings them back), else to BUILD_DIR/check-logs:
-check.log (the console), configure.log, build.log, ctest.log, train_<run>.log and
-metrics_<run>.jsonl for the two runs: 8 files, the device tool's limit.
+check.log (the console, with the configure summary and the step benchmark's table), build.log,
+ctest.log, step_bench.jsonl, train_<run>.log and metrics_<run>.jsonl for the two runs: 8 files, the
+device tool's limit (configure.log stays in BUILD_DIR; a failed phase's tail is in check.log).
 Exit status: 0 when every phase passed, 1 otherwise.
 USAGE
 }
@@ -77,6 +81,8 @@ if [[ $dry_run -eq 1 ]]; then
   build_dir=${build_dir:-$root/build-gpucheck-cpu}
   jobs=${jobs:-1}
   device=cpu
+  # Debian's python3 has python3-torch (a python3 earlier on PATH may have none).
+  [[ -z "${SELFSUP_PYTHON:-}" && -x /usr/bin/python3 ]] && python=/usr/bin/python3
 else
   budget=${budget:-450}
   steps=${steps:-300}
@@ -309,7 +315,7 @@ if [[ ${#ignored[@]} -gt 0 ]]; then
   say "[check] hidden from CMake (CMAKE_IGNORE_PATH): ${ignored[*]}"
 fi
 rm -f "$build_dir/CMakeCache.txt"
-run_phase configure "$(cap 150)" "$logs/configure.log" cmake "${cmake_args[@]}"
+run_phase configure "$(cap 150)" "$build_dir/configure.log" cmake "${cmake_args[@]}"
 configure_status=$last_status
 if (( configure_status == 0 )); then
   # Where each package came from, from the cache: everything but LibTorch must be the bundle.
@@ -326,7 +332,7 @@ if (( configure_status == 0 )); then
     fi
     say "$(printf '  %-22s %-7s %s' "$var" "$where" "$value")"
   done
-  grep -E "Caffe2: |Found CUDA|CUDA (detected|toolkit)|cuDNN|selfsup: |Found (NCCL|MPI)|NCCL:" "$logs/configure.log" \
+  grep -E "Caffe2: |Found CUDA|CUDA (detected|toolkit)|cuDNN|selfsup: |Found (NCCL|MPI)|NCCL:" "$build_dir/configure.log" \
     | sed 's/^/  cmake: /' | tee -a "$check_log" || true
   if (( foreign )); then
     say "[check] configure: a package other than LibTorch was not taken from the bundle"
@@ -336,7 +342,8 @@ fi
 if (( configure_status != 0 || configure_only )); then finish; fi
 
 # --- build ------------------------------------------------------------------------------------
-run_phase build "$(cap 330)" "$logs/build.log" cmake --build "$build_dir" -j "$jobs"
+run_phase build "$(cap 330)" "$logs/build.log" \
+  cmake --build "$build_dir" -j "$jobs" --target all selfsup_bench_step
 (( last_status == 0 )) || finish
 bin=$build_dir/selfsup
 # Which headers the compiler read (ninja's dependency log): the bundled packages' own, never the
@@ -364,6 +371,17 @@ run_phase info "$(cap 30)" "$build_dir/info.log" "$bin" info
 sed 's/^/  /' "$build_dir/info.log" | tee -a "$check_log"
 nccl_built=0
 if grep -E "^ *NCCL " "$build_dir/info.log" | grep -vq "not built"; then nccl_built=1; fi
+
+# --- step benchmark ---------------------------------------------------------------------------
+# SimCLR step images/s of selfsup against the same step in Python PyTorch (bench/gpu/step_bench.sh:
+# ResNet-50 at 224 px batch 256 and ResNet-18 at 32 px batch 512, bf16, channels-last; MFU against
+# the measured bf16 matmul rate; peak memory). Before the tests: these are the numbers the GPU
+# minutes are for. Its table goes into check.log, its JSON lines into step_bench.jsonl.
+bench_args=(--selfsup-bench "$build_dir/selfsup_bench_step" --python "$python" --out "$build_dir/step_bench")
+[[ $dry_run -eq 1 ]] && bench_args+=(--cpu-dry-run)
+run_phase step_bench "$(cap 240)" "$build_dir/step_bench.log" bash bench/gpu/step_bench.sh "${bench_args[@]}"
+[[ -s "$build_dir/step_bench/step_bench.md" ]] && sed 's/^/  /' "$build_dir/step_bench/step_bench.md" | tee -a "$check_log"
+[[ -s "$build_dir/step_bench/step_bench.jsonl" ]] && cp "$build_dir/step_bench/step_bench.jsonl" "$logs/step_bench.jsonl"
 
 # --- tests ------------------------------------------------------------------------------------
 # The command-line tests read Fashion-MNIST from Debian's path; on the GPU machine (root, no such
