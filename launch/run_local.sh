@@ -9,6 +9,10 @@ Usage: launch/run_local.sh -n N CONFIG [--set key.path=value ...] [other selfsup
 Runs `mpirun -np N build/selfsup train CONFIG ...` on this machine. Adds --oversubscribe only when N
 exceeds the cores, and --allow-run-as-root only when run as root; gives each rank an equal share
 of the cores (train.threads) unless the command line sets it.
+
+A multi-GPU workstation: one rank per GPU, NCCL between them, rank r on cuda:r, e.g.
+  launch/run_local.sh -n 4 configs/fashion_mnist_resnet18.json --set device=cuda
+(with device=cuda, N must not exceed the GPUs nvidia-smi lists; CUDA_VISIBLE_DEVICES picks them).
 USAGE
 }
 
@@ -28,6 +32,17 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${SELFSUP_BIN:-${SELFSUP_BUILD_DIR:-$root/build}/selfsup}
 [[ -x "$bin" ]] || { echo "run_local.sh: $bin is not built; run launch/build.sh first" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "run_local.sh: mpirun not found; run launch/setup.sh" >&2; exit 1; }
+
+if [[ " ${args[*]} " == *" device=cuda"* ]] && command -v nvidia-smi >/dev/null; then
+  gpus=$(nvidia-smi --list-gpus 2>/dev/null | wc -l)
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+    gpus=$(tr ',' '\n' <<<"$CUDA_VISIBLE_DEVICES" | grep -c .)
+  fi
+  if [[ $ranks -gt $gpus ]]; then
+    echo "run_local.sh: -n $ranks ranks with device=cuda, but this machine shows $gpus GPU(s); use -n $gpus or fewer (one rank per GPU)" >&2
+    exit 2
+  fi
+fi
 
 cores=$(nproc)
 mpi=(mpirun -np "$ranks")
