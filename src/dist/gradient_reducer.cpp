@@ -66,7 +66,11 @@ void GradientReducer::fill_from_grad(size_t index) {
 
 void GradientReducer::prepare() {
   if (!overlap_) return;
-  for (auto& bucket : buckets_) bucket.pending = int64_t(bucket.members.size());
+  // Only parameters that require a gradient get one (and a hook); the rest are filled in reduce().
+  for (auto& bucket : buckets_) {
+    bucket.pending = 0;
+    for (size_t index : bucket.members) bucket.pending += parameters_[index].requires_grad();
+  }
   std::fill(arrived_.begin(), arrived_.end(), false);
   next_ = 0;
   started_in_backward_ = 0;
@@ -97,6 +101,10 @@ void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
 void GradientReducer::start_ready_buckets(bool all) {
   while (next_ < buckets_.size() && (all || buckets_[next_].pending == 0)) {
     auto& bucket = buckets_[next_];
+    // Members whose gradient did not come from a hook: their current gradient (or zero). That is
+    // every member without overlap, and with it the parameters that get no gradient this step.
+    for (size_t index : bucket.members)
+      if (!arrived_[index]) fill_from_grad(index);
     if (!all) ++started_in_backward_;
     bucket.work = comm_.all_reduce_async_(bucket.flat, ReduceOp::kAvg);
     ++next_;
@@ -107,14 +115,9 @@ void GradientReducer::reduce() {
   if (comm_.size() == 1) return;
   if (!overlap_) {
     next_ = 0;
-    for (size_t k = 0; k < parameters_.size(); ++k) fill_from_grad(k);
   } else {
     SELFSUP_CHECK(armed_, "gradient reduction: reduce() without prepare() before backward");
     armed_ = false;
-    // Parameters this step did not reach: their current gradient (or zero), as without overlap.
-    for (size_t b = next_; b < buckets_.size(); ++b)
-      for (size_t index : buckets_[b].members)
-        if (!arrived_[index]) fill_from_grad(index);
   }
   start_ready_buckets(/*all=*/true);
   torch::NoGradGuard no_grad;
