@@ -1,5 +1,6 @@
 #include "selfsup/objectives/autoencoder.h"
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -33,9 +34,9 @@ AutoencoderObjective::AutoencoderObjective(const Config& config, PretextShape sh
                                            std::shared_ptr<Communicator> comm)
     : PretextObjective(config, shape, std::move(comm)) {
   decoder_ = register_module(
-      "decoder", ConvDecoder(ConvDecoderOptions(encoder_->feature_dim(), shape.channels, shape.side)
-                                 .width(config.pretext.decoder_width),
-                             norm()));
+      "decoder",
+      ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), shape.channels),
+                  norm()));
 }
 
 torch::Tensor AutoencoderObjective::encoder_input(const ObjectiveInput& input) const {

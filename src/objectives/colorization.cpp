@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -93,9 +94,9 @@ ColorizationObjective::ColorizationObjective(const Config& config, PretextShape 
   const int64_t bins = colorization_.bins;
   const int64_t out_channels = colorization_.target == "bins" ? bins * bins : 2;
   decoder_ = register_module(
-      "decoder", ConvDecoder(ConvDecoderOptions(encoder_->feature_dim(), out_channels, shape.side)
-                                 .width(config.pretext.decoder_width),
-                             norm()));
+      "decoder",
+      ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), out_channels),
+                  norm()));
 }
 
 ObjectiveOutput ColorizationObjective::compute(const ObjectiveInput& input) {

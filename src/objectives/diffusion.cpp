@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -63,10 +64,10 @@ DiffusionObjective::DiffusionObjective(const Config& config, PretextShape shape,
   time_embedding_ =
       register_module("time_embedding", TimeEmbedding(diffusion.time_dim, embedding_dim));
   decoder_ = register_module(
-      "decoder", ConvDecoder(ConvDecoderOptions(encoder_->feature_dim(), shape.channels, shape.side)
-                                 .width(config.pretext.decoder_width)
-                                 .cond_dim(embedding_dim),
-                             norm()));
+      "decoder",
+      ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), shape.channels)
+                      .cond_dim(embedding_dim),
+                  norm()));
 }
 
 DiffusionBatch DiffusionObjective::prepare(const ObjectiveInput& input) const {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -55,9 +56,9 @@ InpaintingObjective::InpaintingObjective(const Config& config, PretextShape shap
                                          std::shared_ptr<Communicator> comm)
     : PretextObjective(config, shape, std::move(comm)) {
   decoder_ = register_module(
-      "decoder", ConvDecoder(ConvDecoderOptions(encoder_->feature_dim(), shape.channels, shape.side)
-                                 .width(config.pretext.decoder_width),
-                             norm()));
+      "decoder",
+      ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), shape.channels),
+                  norm()));
 }
 
 InpaintingBatch InpaintingObjective::prepare(const ObjectiveInput& input) const {

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/rng.h"
 
@@ -157,11 +158,7 @@ ObjectiveOutput JigsawObjective::compute(const ObjectiveInput& input) {
   // side by side in position order: [B*9, F] -> [B, 9*F].
   const auto features = encoder_->forward(puzzles.tiles.flatten(0, 1)).reshape({batch, -1});
   const auto logits = head_->forward(features);  // [B, P]
-  ObjectiveOutput out;
-  out.loss = torch::nn::functional::cross_entropy(logits, puzzles.labels);
-  const auto correct = logits.detach().argmax(1).eq(puzzles.labels);
-  out.metrics["accuracy"] = correct.to(torch::kDouble).mean().item<double>();
-  return out;
+  return classification_output(logits, puzzles.labels);
 }
 
 std::shared_ptr<Objective> make_jigsaw_objective(const Config& config, PretextShape shape,

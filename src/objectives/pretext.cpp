@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 #include "selfsup/core/rng.h"
 #include "selfsup/models/encoder_file.h"
@@ -85,6 +86,20 @@ torch::Tensor keyed_integers(const torch::Tensor& keys, int64_t count, int64_t h
   SELFSUP_CHECK(high >= 1, "keyed_integers: high must be positive, got ", high);
   return keyed_fill<int64_t>(keys, {count}, seed, epoch, stream, torch::kLong,
                              [high](KeyedRng& rng) { return rng.integer(0, high - 1); });
+}
+
+ConvDecoderOptions image_decoder_options(const Config& config, const PretextShape& shape,
+                                         int64_t feature_dim, int64_t out_channels) {
+  return ConvDecoderOptions(feature_dim, out_channels, shape.side)
+      .width(config.pretext.decoder_width);
+}
+
+ObjectiveOutput classification_output(const torch::Tensor& logits, const torch::Tensor& labels) {
+  ObjectiveOutput out;
+  out.loss = torch::nn::functional::cross_entropy(logits, labels);
+  const auto correct = logits.detach().argmax(1).eq(labels);
+  out.metrics["accuracy"] = correct.to(torch::kDouble).mean().item<double>();
+  return out;
 }
 
 }  // namespace selfsup

@@ -1,5 +1,6 @@
 #include "selfsup/objectives/rotation.h"
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -29,11 +30,7 @@ ObjectiveOutput RotationObjective::compute(const ObjectiveInput& input) {
   const auto images = single_view(input);  // [B, C, S, S]
   const auto rotated = rotate_batch(images);
   const auto logits = head_->forward(encoder_->forward(rotated.images));  // [4B, 4]
-  ObjectiveOutput out;
-  out.loss = torch::nn::functional::cross_entropy(logits, rotated.labels);
-  const auto correct = logits.detach().argmax(1).eq(rotated.labels);
-  out.metrics["accuracy"] = correct.to(torch::kDouble).mean().item<double>();
-  return out;
+  return classification_output(logits, rotated.labels);
 }
 
 std::shared_ptr<Objective> make_rotation_objective(const Config& config, PretextShape shape,

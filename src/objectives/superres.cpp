@@ -1,5 +1,6 @@
 #include "selfsup/objectives/superres.h"
 
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 
 namespace selfsup {
@@ -50,9 +51,9 @@ SuperResolutionObjective::SuperResolutionObjective(const Config& config, Pretext
                 " must divide the side of the views (", shape.side,
                 " px); set augment.size to a multiple of it");
   decoder_ = register_module(
-      "decoder", ConvDecoder(ConvDecoderOptions(encoder_->feature_dim(), shape.channels, shape.side)
-                                 .width(config.pretext.decoder_width),
-                             norm()));
+      "decoder",
+      ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), shape.channels),
+                  norm()));
 }
 
 torch::Tensor SuperResolutionObjective::encoder_input(const ObjectiveInput& input) const {
