@@ -274,6 +274,21 @@ void check_config(const Config& config, const std::string& source) {
          std::to_string(config.augment.total_views()) + " = " + std::to_string(per_step) +
          " (e.g. " + examples + ")");
   }
+  const int64_t accumulate = config.train.accumulate_steps;
+  const bool own_updates =
+      config.pretext.task == "gan" ||
+      (config.pretext.task == "inpainting" && config.pretext.inpainting.adversarial_weight > 0.0);
+  if (accumulate > 1 && own_updates) {
+    // These objectives step a second network (the generator, the in-painting discriminator) at the
+    // end of each step from that step's batch; with several batches per step it would learn from
+    // the last one only, and the two networks' alternation would change with K.
+    fail("train.accumulate_steps = " + std::to_string(accumulate) + " with pretext.task = \"" +
+         config.pretext.task + "\"" +
+         (config.pretext.task == "gan" ? std::string()
+                                       : " and pretext.inpainting.adversarial_weight > 0") +
+         ": the alternating updates of two networks do not accumulate; set "
+         "train.accumulate_steps to 1 (raise train.batch_size, or add ranks, for a larger batch)");
+  }
   const auto& optim = config.optim;
   if (optim.name == "lars" && optim.trust_coefficient == 0.0) {
     fail(

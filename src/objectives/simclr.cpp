@@ -98,7 +98,7 @@ ObjectiveOutput SimClrObjective::compute(const ObjectiveInput& input) {
                      .batch_negatives(negatives_.source != "queue");
   if (queue_) {
     options.queue(queue_->keys());
-    pending_keys_ = columns.detach().reshape({-1, columns.size(2)});
+    pending_keys_.push_back(columns.detach().reshape({-1, columns.size(2)}));
   }
   // Tiled: the same loss and gradients with memory O(B_local*V x block_size) instead of
   // O(B_local*V x (B_global*V + K)).
@@ -129,15 +129,16 @@ void SimClrObjective::end_step(bool applied) {
       follow(*head_, *key_head_);
     }
     // The keys are the gathered ones, the same on every rank, so every rank decides alike.
-    if (queue_ && pending_keys_.defined()) {
-      if (torch::isfinite(pending_keys_).all().item<bool>()) {
-        queue_->push(pending_keys_);
+    if (queue_ && !pending_keys_.empty()) {
+      // One push per micro-batch: the queue's size is a multiple of one micro-batch's keys.
+      if (torch::isfinite(torch::cat(pending_keys_)).all().item<bool>()) {
+        for (const auto& keys : pending_keys_) queue_->push(keys);
       } else {
         spdlog::warn("non-finite keys not enqueued (the queue keeps its older keys)");
       }
     }
   }
-  pending_keys_ = torch::Tensor();
+  pending_keys_.clear();
 }
 
 }  // namespace selfsup

@@ -130,6 +130,8 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
     const std::string before = a == saved.end() ? "(absent)" : a->second.dump();
     const std::string after = b == now.end() ? "(absent)" : b->second.dump();
     if (before == after) continue;
+    // Checkpoints from before gradient accumulation ran one batch per step.
+    if (key == "train.accumulate_steps" && before == "(absent)" && after == "1") continue;
     // Nothing the run computes depends on these.
     if (starts_with_any(
             key, {"name", "transfer", "dist", "checkpoint", "monitor", "train.log_every",
@@ -138,9 +140,9 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
       continue;
     const std::string change = key + " " + before + " -> " + after;
     // The saved tensors (shapes, queue, sampler position) depend on these.
-    if (starts_with_any(
-            key, {"model", "negatives", "train.batch_size", "augment.views", "augment.local_views",
-                  "data.dataset", "data.root", "data.name", "data.limit_train"}))
+    if (starts_with_any(key, {"model", "negatives", "train.batch_size", "train.accumulate_steps",
+                              "augment.views", "augment.local_views", "data.dataset", "data.root",
+                              "data.name", "data.limit_train"}))
       errors.push_back(change);
     else
       warnings.push_back(change + " (the resumed run differs from an uninterrupted one)");

@@ -221,8 +221,12 @@ TrainResult Trainer::run() {
   const std::vector<torch::Tensor> parameters = objective_->trainable_parameters();
   // The peak learning rate scaled to the global batch (optim.lr_scaling); the schedule and every
   // optimizer use it.
+  // Gradient accumulation: an optimizer step averages the gradients of `accumulate` micro-batches
+  // of tc.batch_size, so the rules that scale the learning rate see the optimizer's batch.
+  const int64_t accumulate = tc.accumulate_steps;
+  const int64_t optimizer_batch = tc.batch_size * accumulate;
   OptimConfig optim = config_.optim;
-  optim.lr = scaled_learning_rate(config_.optim, tc.batch_size);
+  optim.lr = scaled_learning_rate(config_.optim, optimizer_batch);
   auto optimizer = make_optimizer(optim, parameters);
   GradientReducer reducer(parameters, *comm_, config_.dist.bucket_mb << 20,
                           config_.dist.overlap_grad_reduce);
@@ -287,7 +291,17 @@ TrainResult Trainer::run() {
   }
   broadcast_module(*objective_, *comm_);
 
-  const int64_t steps_per_epoch = sampler.steps_per_epoch();
+  // Optimizer steps per epoch: the sampler's batches taken `accumulate` at a time; the batches
+  // that do not fill a last step are dropped, as the sampler drops an incomplete batch.
+  const int64_t micro_batches_per_epoch = sampler.steps_per_epoch();
+  if (micro_batches_per_epoch < accumulate) {
+    throw ConfigError("train.accumulate_steps = " + std::to_string(accumulate) +
+                      " needs that many batches per epoch, but the training set gives " +
+                      std::to_string(micro_batches_per_epoch) +
+                      " of train.batch_size = " + std::to_string(tc.batch_size) + " (" +
+                      dataset->describe() + "); lower train.accumulate_steps or train.batch_size");
+  }
+  const int64_t steps_per_epoch = micro_batches_per_epoch / accumulate;
   int64_t total_steps = tc.epochs * steps_per_epoch;
   if (tc.max_steps > 0) total_steps = std::min(total_steps, tc.max_steps);
   int64_t params = 0;
@@ -301,11 +315,21 @@ TrainResult Trainer::run() {
   at::globalContext().setBenchmarkCuDNN(device.is_cuda() && tc.cudnn_benchmark);
   spdlog::info("device {} | precision {} (train.precision \"{}\") | channels-last {}", device.str(),
                resolved_precision(config_), tc.precision, config_.model.channels_last);
+  if (accumulate > 1) {
+    // What accumulation does and does not do: it multiplies the batch the optimizer averages over,
+    // never the negatives, which a step's loss draws from its own micro-batch (and the queue).
+    spdlog::info(
+        "gradient accumulation: {} micro-batches of {} images per optimizer step, so the "
+        "optimizer averages over {} images; it does not add negatives: each micro-batch's loss "
+        "contrasts its own {} images (plus the queue), as a run with train.batch_size = {} does",
+        accumulate, tc.batch_size, optimizer_batch, tc.batch_size, tc.batch_size);
+  }
   if (config_.optim.lr_scaling != "none") {
-    spdlog::info("optimizer {} | peak lr {:.6g} = optim.lr {} x {}({} / {}) ({} scaling)",
+    spdlog::info("optimizer {} | peak lr {:.6g} = optim.lr {} x {}({} / {}) ({} scaling{})",
                  config_.optim.name, optim.lr, config_.optim.lr,
-                 config_.optim.lr_scaling == "sqrt" ? "sqrt" : "", tc.batch_size,
-                 config_.optim.base_batch, config_.optim.lr_scaling);
+                 config_.optim.lr_scaling == "sqrt" ? "sqrt" : "", optimizer_batch,
+                 config_.optim.base_batch, config_.optim.lr_scaling,
+                 accumulate > 1 ? ", the optimizer's batch" : "");
   } else {
     spdlog::info("optimizer {} | peak lr {:.6g}", config_.optim.name, optim.lr);
   }
@@ -400,49 +424,72 @@ TrainResult Trainer::run() {
   for (int64_t epoch = resumed.epoch; step < total_steps && !result.preempted; ++epoch) {
     // The sampler position: a resumed epoch starts at the step after the checkpoint.
     auto plan = sampler.local_batches(epoch);
+    plan.resize(size_t(steps_per_epoch * accumulate));  // whole optimizer steps only
     const int64_t first =
-        epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, int64_t(plan.size())) : 0;
-    plan.erase(plan.begin(), plan.begin() + first);
+        epoch == resumed.epoch ? std::min<int64_t>(resumed.step_in_epoch, steps_per_epoch) : 0;
+    plan.erase(plan.begin(), plan.begin() + first * accumulate);
     loader.start_epoch(epoch, std::move(plan));
     // Bad samples replaced this epoch, summed over ranks. Each sample is read once per epoch, so
     // this never exceeds the number of bad files: above max_bad_fraction of an epoch it stops the
     // run without waiting for the epoch to end.
     int64_t epoch_bad = 0;
-    for (int64_t in_epoch = first; step < total_steps; ++in_epoch) {
-      const auto wait_start = Clock::now();
-      auto batch = loader.next();
-      if (!batch) break;
-      const double data_wait = seconds_since(wait_start);
-      data_wait_seconds += data_wait;
+    for (int64_t in_epoch = first; step < total_steps && in_epoch < steps_per_epoch; ++in_epoch) {
       const double lr = learning_rate(optim, step, total_steps);
       set_learning_rate(*optimizer, lr);
-
       optimizer->zero_grad();
-      torch::Tensor views, local_views;
-      if (device_augment) {
-        // uint8 crosses the bus (a quarter of the bytes of float views); the views are keyed by
-        // (seed, epoch, dataset index, view) like the CPU path, so they do not depend on the rank.
-        torch::NoGradGuard no_grad;
-        const auto made = device_augment->forward(batch->images.to(device, /*non_blocking=*/true),
-                                                  config_.seed, batch->epoch, batch->keys);
-        views = made.global;
-        local_views = made.local;
-      } else {
-        views = batch->views.to(device, /*non_blocking=*/true);
-        if (batch->local_views.defined())
-          local_views = batch->local_views.to(device, /*non_blocking=*/true);
+
+      // The step's micro-batches: each one's gradient adds to the parameters' .grad, scaled by
+      // 1/accumulate so that the sum is their mean; the ranks' gradients are averaged once, after
+      // the last one (its backward starts the overlapped buckets).
+      double data_wait = 0.0;
+      torch::Tensor loss_sum;  // the micro-batches' losses, summed on the device
+      std::map<std::string, double> metric_sums;
+      int64_t batch_bad = 0;
+      ObjectiveOutput out;
+      bool epoch_ended = false;
+      for (int64_t micro = 0; micro < accumulate; ++micro) {
+        const auto wait_start = Clock::now();
+        auto batch = loader.next();
+        if (!batch) {
+          SELFSUP_CHECK(micro == 0, "the loader ended inside an optimizer step (micro-batch ",
+                        micro + 1, " of ", accumulate, "); the epoch's plan holds whole steps");
+          epoch_ended = true;
+          break;
+        }
+        data_wait += seconds_since(wait_start);
+        torch::Tensor views, local_views;
+        if (device_augment) {
+          // uint8 crosses the bus (a quarter of the bytes of float views); the views are keyed by
+          // (seed, epoch, dataset index, view) like the CPU path, so they do not depend on the
+          // rank.
+          torch::NoGradGuard no_grad;
+          const auto made = device_augment->forward(batch->images.to(device, /*non_blocking=*/true),
+                                                    config_.seed, batch->epoch, batch->keys);
+          views = made.global;
+          local_views = made.local;
+        } else {
+          views = batch->views.to(device, /*non_blocking=*/true);
+          if (batch->local_views.defined())
+            local_views = batch->local_views.to(device, /*non_blocking=*/true);
+        }
+        ObjectiveInput input;
+        input.views = views;
+        input.local_views = local_views;
+        input.keys = batch->keys;
+        input.epoch = batch->epoch;
+        input.step = step;
+        input.lr = lr;
+        out = objective_->compute(input);
+        if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
+        const bool last = micro + 1 == accumulate;
+        if (last) reducer.prepare();  // overlapped: buckets start reducing as backward fills them
+        (accumulate > 1 ? out.loss / double(accumulate) : out.loss).backward();
+        loss_sum = micro == 0 ? out.loss.detach() : loss_sum + out.loss.detach();
+        for (const auto& [key, value] : out.metrics) metric_sums[key] += value;
+        batch_bad += batch->bad_samples;
       }
-      ObjectiveInput input;
-      input.views = views;
-      input.local_views = local_views;
-      input.keys = batch->keys;
-      input.epoch = batch->epoch;
-      input.step = step;
-      input.lr = lr;
-      auto out = objective_->compute(input);
-      if (inject_nonfinite.count(step + 1)) out.loss = out.loss * std::nan("");  // tests only
-      reducer.prepare();  // overlapped: buckets start reducing as backward fills them
-      out.loss.backward();
+      if (epoch_ended) break;
+      data_wait_seconds += data_wait;
       if (reducer.overlap() && reducer.bucket_count() > 1 && step == resumed.step &&
           reducer.buckets_started_in_backward() == 0) {
         spdlog::warn(
@@ -456,15 +503,17 @@ TrainResult Trainer::run() {
       // gradient checksum, the metrics and this rank's stop request. A non-finite value on any
       // rank makes the mean non-finite everywhere, and any stop request makes its mean positive,
       // so all ranks take the same decisions (invariant 4) without a collective of their own.
+      // With accumulation the loss and the metrics are the means over the micro-batches.
       const auto coordinator_start = Clock::now();
       std::vector<torch::Tensor> grad_sums;
       for (const auto& p : parameters)
         if (p.grad().defined()) grad_sums.push_back(p.grad().sum());
       const double grad_sum =
           grad_sums.empty() ? 0.0 : torch::stack(grad_sums).sum().item<double>();
-      std::vector<double> local_values{out.loss.item<double>(), grad_sum};
-      for (const auto& [key, value] : out.metrics) local_values.push_back(value);
-      local_values.push_back(double(batch->bad_samples));
+      std::vector<double> local_values{loss_sum.item<double>() / double(accumulate), grad_sum};
+      for (const auto& [key, value] : out.metrics)
+        local_values.push_back(metric_sums[key] / double(accumulate));
+      local_values.push_back(double(batch_bad));
       local_values.push_back(StopSignals::pending() != 0 ? 1.0 : 0.0);
       coordinator_seconds += seconds_since(coordinator_start);
       auto values = torch::tensor(local_values, torch::kDouble);
@@ -476,8 +525,8 @@ TrainResult Trainer::run() {
           int64_t(std::llround(values[values.size(0) - 2].item<double>() * double(world)));
       epoch_bad += step_bad;
       result.bad_samples += step_bad;
-      check_bad_fraction(epoch_bad, steps_per_epoch * tc.batch_size, config_.data.max_bad_fraction,
-                         loader.bad_sources());
+      check_bad_fraction(epoch_bad, steps_per_epoch * optimizer_batch,
+                         config_.data.max_bad_fraction, loader.bad_sources());
       if (!finite) {
         ++result.skipped_steps;
         ++consecutive_skips;
@@ -497,8 +546,8 @@ TrainResult Trainer::run() {
       }
       ++step;
       ++steps_run;
-      images_seen += tc.batch_size;
-      window_images += tc.batch_size;
+      images_seen += optimizer_batch;
+      window_images += optimizer_batch;
 
       // Wall time since the previous step ended: compute plus any wait for the loader.
       const double step_seconds = seconds_since(last_step_end);
@@ -511,11 +560,12 @@ TrainResult Trainer::run() {
       std::vector<std::pair<std::string, double>> row{
           {"step", double(step)}, {"epoch", double(epoch)}, {"loss", loss}};
       if (contrastive) row.emplace_back("mi_bound", mi_bound);
-      row.insert(row.end(), {{"lr", lr},
-                             {"images_per_s", double(tc.batch_size) / std::max(step_seconds, 1e-9)},
-                             {"data_wait_ms", 1e3 * data_wait},
-                             {"skipped", finite ? 0.0 : 1.0},
-                             {"bad_samples", double(step_bad)}});
+      row.insert(row.end(),
+                 {{"lr", lr},
+                  {"images_per_s", double(optimizer_batch) / std::max(step_seconds, 1e-9)},
+                  {"data_wait_ms", 1e3 * data_wait},
+                  {"skipped", finite ? 0.0 : 1.0},
+                  {"bad_samples", double(step_bad)}});
       std::map<std::string, double> global_metrics;
       size_t i = 2;
       for (const auto& [key, value] : out.metrics) {
@@ -595,7 +645,7 @@ TrainResult Trainer::run() {
   const auto collectives = collectives_per_step(*comm_, steps_run);
   result.steps = step;
   result.seconds = seconds_since(start);
-  result.images_per_s = double(steps_run * tc.batch_size) / std::max(result.seconds, 1e-9);
+  result.images_per_s = double(steps_run * optimizer_batch) / std::max(result.seconds, 1e-9);
   result.peak_memory_mb = peak_resident_mb();
   // The largest peak over the ranks (the one that would run out of memory first).
   auto peak = torch::tensor({result.peak_memory_mb}, torch::kDouble);
@@ -634,6 +684,8 @@ TrainResult Trainer::run() {
                       collectives.dump(2) + "\n");
     nlohmann::json summary = {{"pretext", config_.pretext.task},
                               {"global_batch", tc.batch_size},
+                              {"accumulate_steps", accumulate},
+                              {"optimizer_batch", optimizer_batch},
                               {"world_size", world},
                               {"views", config_.augment.views},
                               {"local_views", config_.augment.local_views},

@@ -26,6 +26,8 @@ settings=(data.limit_train=1024 train.batch_size=64 model.width=8 model.head_hid
           optim.warmup_steps=4 train.threads=1 train.log_every=100
           negatives.source=batch+queue negatives.queue_size=256 negatives.momentum=0.9)
 
+extra=()  # settings of one check_exact case
+
 # Losses of steps > $2 in metrics.jsonl $1, one per line, exactly as written (17 digits).
 losses_after() { jq -r --argjson k "$2" 'select(.step > $k) | "\(.step) \(.loss)"' "$1"; }
 
@@ -35,12 +37,12 @@ check_exact() {
   local launcher=("$@")
   local a=$tmp/$what-a b=$tmp/$what-b
   "${launcher[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$a" --no-transfer \
-    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=$k >"$a.out" 2>&1 \
+    --set "${settings[@]}" "${extra[@]}" train.max_steps=24 checkpoint.every_steps=$k >"$a.out" 2>&1 \
     || { cat "$a.out"; echo "FAIL: $what: the uninterrupted run failed"; exit 1; }
   [[ -d "$a/checkpoints/step_$k" && -d "$a/checkpoints/step_24" ]] \
     || { ls "$a/checkpoints"; echo "FAIL: $what: checkpoints step_$k and step_24 expected"; exit 1; }
   "${launcher[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$b" --no-transfer \
-    --set "${settings[@]}" train.max_steps=24 checkpoint.every_steps=$k \
+    --set "${settings[@]}" "${extra[@]}" train.max_steps=24 checkpoint.every_steps=$k \
     --resume "$a/checkpoints/step_$k" >"$b.out" 2>&1 \
     || { cat "$b.out"; echo "FAIL: $what: the resumed run failed"; exit 1; }
   grep -q "resumed from $a/checkpoints/step_$k (step $k, epoch $((k / 16)), position $((k % 16))" "$b/logs/rank0.log" \
@@ -63,7 +65,7 @@ check_exact() {
   # processes; its content is compared by going on: two more steps from step 24 in each run.
   for r in "$a" "$b"; do
     "${launcher[@]}" "$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$r" --no-transfer \
-      --set "${settings[@]}" train.max_steps=26 --resume auto >"$r.more.out" 2>&1 \
+      --set "${settings[@]}" "${extra[@]}" train.max_steps=26 --resume auto >"$r.more.out" 2>&1 \
       || { cat "$r.more.out"; echo "FAIL: $what: resuming $r for two more steps failed"; exit 1; }
   done
   diff <(losses_after "$a/metrics.jsonl" 24) <(losses_after "$b/metrics.jsonl" 24) >/dev/null \
@@ -75,6 +77,21 @@ check_exact() {
 # 1. Exact resume.
 check_exact "1-rank" 12
 check_exact "1-rank-epoch-end" 16  # the checkpoint at the end of epoch 0, after its monitor row
+# Gradient accumulation: two batches of 32 per optimizer step, so 16 steps per epoch as above; the
+# position in the epoch counts optimizer steps. Resuming with another accumulation is refused.
+extra=(train.batch_size=32 train.accumulate_steps=2)
+check_exact "1-rank-accumulate" 12
+grep -q "gradient accumulation: 2 micro-batches of 32 images per optimizer step, so the optimizer averages over 64 images; it does not add negatives" \
+  "$tmp/1-rank-accumulate-a/logs/rank0.log" \
+  || { echo "FAIL: no accumulation line in the log"; exit 1; }
+status=0
+"$bin" train "$src/configs/fashion_mnist_simclr.json" --run-dir "$tmp/accumulate-changed" --no-transfer \
+  --set "${settings[@]}" train.batch_size=32 train.max_steps=24 \
+  --resume "$tmp/1-rank-accumulate-a/checkpoints/step_12" >"$tmp/accumulate-changed.out" 2>&1 || status=$?
+[[ $status -ne 0 ]] && grep -q "train.accumulate_steps 2 -> 1" "$tmp/accumulate-changed.out" \
+  || { cat "$tmp/accumulate-changed.out"; echo "FAIL: a resume with another train.accumulate_steps was not refused"; exit 1; }
+echo "ok   resume with another train.accumulate_steps refused"
+extra=()
 if [[ "$("$bin" info)" == *"MPI        Open MPI"* ]] && command -v mpirun >/dev/null; then
   check_exact "2-rank" 12 mpirun -np 2 --oversubscribe
   mpi=1

@@ -121,6 +121,26 @@ TEST(Config, ScaleBadInputSaysWhatToChange) {
   EXPECT_NO_THROW(parse_config(R"({"optim": {"name": "sgd", "trust_coefficient": 0}})", "t.json"));
 }
 
+TEST(Config, GradientAccumulation) {
+  EXPECT_EQ(parse_config("{}", "t.json").train.accumulate_steps, 1);
+  EXPECT_EQ(parse_config(R"({"train": {"accumulate_steps": 4}})", "t.json").train.accumulate_steps,
+            4);
+  auto message = error_of(R"({"train": {"accumulate_steps": 0}})");
+  EXPECT_NE(message.find("train.accumulate_steps"), std::string::npos) << message;
+  // Two networks in alternating updates: the GAN, and in-painting with its adversarial term.
+  message = error_of(R"({"train": {"accumulate_steps": 2}, "augment": {"views": 1},
+                        "pretext": {"task": "gan"}})");
+  EXPECT_NE(message.find("train.accumulate_steps = 2"), std::string::npos) << message;
+  EXPECT_NE(message.find("set train.accumulate_steps to 1"), std::string::npos) << message;
+  message = error_of(R"({"train": {"accumulate_steps": 2}, "augment": {"views": 1},
+                        "pretext": {"task": "inpainting", "inpainting": {"adversarial_weight": 0.001}}})");
+  EXPECT_NE(message.find("pretext.inpainting.adversarial_weight"), std::string::npos) << message;
+  // Without the adversarial term in-painting accumulates like any per-sample loss.
+  EXPECT_NO_THROW(parse_config(R"({"train": {"accumulate_steps": 2}, "augment": {"views": 1},
+                                  "pretext": {"task": "inpainting"}})",
+                               "t.json"));
+}
+
 TEST(Config, TiledLossKeys) {
   const auto defaults = parse_config("{}", "test.json");
   EXPECT_FALSE(defaults.loss.tiled);

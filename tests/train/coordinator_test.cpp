@@ -82,6 +82,18 @@ TEST(Coordinator, ResumeConfigMismatchesNameTheKey) {
   EXPECT_NE(message.find("world size 2 -> 4"), std::string::npos) << message;
   config.model.batch_norm = saved.model.batch_norm = "sync";
   EXPECT_EQ(compare_for_resume(config, config_to_json(saved), 2, 4).size(), 1u);
+
+  // The sampler position counts optimizer steps, so accumulation cannot change on resume; a
+  // checkpoint written before the key existed ran one batch per step.
+  config = saved;
+  config.train.accumulate_steps = 2;
+  message = error_of(config, saved, 1, 1);
+  EXPECT_NE(message.find("train.accumulate_steps 1 -> 2"), std::string::npos) << message;
+  auto old_json = nlohmann::json::parse(config_to_json(saved));
+  old_json["train"].erase("accumulate_steps");
+  EXPECT_TRUE(compare_for_resume(saved, old_json.dump(), 1, 1).empty());
+  config.train.accumulate_steps = 2;
+  EXPECT_THROW(compare_for_resume(config, old_json.dump(), 1, 1), ConfigError);
 }
 
 TEST(Metrics, ResumeKeepsRowsUpToTheCheckpoint) {

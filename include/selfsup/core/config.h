@@ -236,13 +236,18 @@ struct ColorizationConfig {
 /// In-painting (context encoder): a square region of each view is set to the mean (0 after
 /// normalisation); the encoder-decoder reconstructs the view, the loss is L2 on the region.
 struct InpaintingConfig {
-  std::string mask = "center";  // "center" or "random" (a position per sample)
-  double size = 0.5;            // side of the masked square as a fraction of the view's side
+  std::string mask = "center";    // "center" or "random" (a position per sample)
+  double size = 0.5;              // side of the masked square as a fraction of the view's side
+  double adversarial_weight = 0;  // > 0: the context encoder's joint loss, (1 - w) x L2 on the
+                                  // hole + w x an adversarial term from a discriminator trained
+                                  // against the views with their holes filled (Pathak et al.
+                                  // use 0.001)
 
   template <typename V>
   void visit(V& v) {
     v("mask", mask, std::vector<std::string>{"center", "random"});
     v("size", size, 0.05, 0.95);
+    v("adversarial_weight", adversarial_weight, 0.0, 1.0);
   }
 };
 
@@ -366,11 +371,15 @@ struct OptimConfig {
 
 /// The training loop.
 struct TrainConfig {
-  int64_t batch_size = 256;  // global batch size (images; each gives augment.total_views() views)
-  int64_t epochs = 5;        // passes over the training set
-  int64_t max_steps = 0;     // stop after this many optimizer steps (0 = no limit)
-  int64_t log_every = 20;    // a log line every K steps when stderr is not a terminal
-  int threads = 0;           // intra-op threads per rank (0 = all cores / ranks on the node)
+  int64_t batch_size = 256;      // global batch of one forward pass (images; each gives
+                                 // augment.total_views() views): the contrastive pool
+  int64_t epochs = 5;            // passes over the training set
+  int64_t max_steps = 0;         // stop after this many optimizer steps (0 = no limit)
+  int64_t accumulate_steps = 1;  // micro-batches of batch_size per optimizer step: the optimizer
+                                 // sees accumulate_steps x batch_size images, but the negatives of
+                                 // each image stay its own micro-batch (plus the queue)
+  int64_t log_every = 20;        // a log line every K steps when stderr is not a terminal
+  int threads = 0;               // intra-op threads per rank (0 = all cores / ranks on the node)
   int64_t max_skipped_steps = 10;  // stop after this many consecutive steps skipped on a
                                    // non-finite loss or gradient (every rank skips together)
   bool cudnn_benchmark = true;     // CUDA: cuDNN times its convolution algorithms on the first
@@ -384,6 +393,7 @@ struct TrainConfig {
     v("batch_size", batch_size, 2, INT64_MAX);
     v("epochs", epochs, 1, INT64_MAX);
     v("max_steps", max_steps, 0, INT64_MAX);
+    v("accumulate_steps", accumulate_steps, 1, 4096);
     v("log_every", log_every, 1, INT64_MAX);
     v("threads", threads, 0, 4096);
     v("max_skipped_steps", max_skipped_steps, 1, INT64_MAX);

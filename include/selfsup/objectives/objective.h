@@ -97,8 +97,10 @@ class SimClrObjective : public Objective {
   LossConfig loss_;
   NegativesConfig negatives_;
   std::shared_ptr<Communicator> comm_;
-  torch::Tensor pending_keys_;  // [B_global*V, D] keys of the current step, enqueued by end_step
-  bool bf16_ = false;           // encoder and head under bfloat16 autocast (train.precision)
+  // [B_global*V, D] keys of each micro-batch of the current step (train.accumulate_steps), all
+  // enqueued by end_step: the micro-batches of one step all see the queue as the step found it.
+  std::vector<torch::Tensor> pending_keys_;
+  bool bf16_ = false;  // encoder and head under bfloat16 autocast (train.precision)
 };
 
 /// The normalisation layers for `model.batch_norm`: "sync" gives SyncBatchNorm (statistics over
