@@ -1,9 +1,13 @@
 #include "selfsup/objectives/inpainting.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cmath>
 
 #include "pretext_parts.h"
 #include "selfsup/core/error.h"
+#include "selfsup/dist/communicator.h"
+#include "selfsup/train/optim.h"
 
 namespace selfsup {
 
@@ -52,6 +56,26 @@ torch::Tensor masked_mse(const torch::Tensor& prediction, const torch::Tensor& t
   return (squared / terms).mean();
 }
 
+InpaintingDiscriminatorImpl::InpaintingDiscriminatorImpl(int64_t in_channels, int64_t width) {
+  namespace nn = torch::nn;
+  auto conv = [](int64_t in, int64_t out) {
+    return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(2).padding(1));
+  };
+  conv1_ = register_module("conv1", conv(in_channels, width));
+  conv2_ = register_module("conv2", conv(width, 2 * width));
+  conv3_ = register_module("conv3", conv(2 * width, 4 * width));
+  fc_ = register_module("fc", nn::Linear(4 * width, 1));
+}
+
+torch::Tensor InpaintingDiscriminatorImpl::forward(const torch::Tensor& images) {
+  namespace F = torch::nn::functional;
+  const auto leaky = F::LeakyReLUFuncOptions().negative_slope(0.2);
+  auto x = F::leaky_relu(conv1_(images), leaky);  // [B, width, H/2, W/2] (rounded up)
+  x = F::leaky_relu(conv2_(x), leaky);            // [B, 2 width, H/4, W/4]
+  x = F::leaky_relu(conv3_(x), leaky);            // [B, 4 width, H/8, W/8]
+  return fc_(x.mean({2, 3})).squeeze(1);          // [B]
+}
+
 InpaintingObjective::InpaintingObjective(const Config& config, PretextShape shape,
                                          std::shared_ptr<Communicator> comm)
     : PretextObjective(config, shape, std::move(comm)) {
@@ -59,6 +83,38 @@ InpaintingObjective::InpaintingObjective(const Config& config, PretextShape shap
       "decoder",
       ConvDecoder(image_decoder_options(config, shape, encoder_->feature_dim(), shape.channels),
                   norm()));
+  const double weight = config.pretext.inpainting.adversarial_weight;
+  SELFSUP_CHECK(weight >= 0.0 && weight <= 1.0,
+                "inpainting: pretext.inpainting.adversarial_weight = ", weight,
+                " is outside [0, 1]; use 0 for L2 only, or a small weight such as 0.001");
+  // Only with the adversarial term: without it the module's tensors and checkpoint files are
+  // those of the L2-only task.
+  if (weight > 0.0) {
+    discriminator_ = register_module(
+        "discriminator", InpaintingDiscriminator(shape.channels, config.pretext.decoder_width));
+    // Built at config.optim.lr; end_step sets each step's learning rate before stepping.
+    discriminator_optimizer_ = make_optimizer(config.optim, discriminator_->parameters());
+    discriminator_reducer_ =
+        std::make_unique<GradientReducer>(discriminator_->parameters(), *comm_);
+  }
+}
+
+std::vector<torch::Tensor> InpaintingObjective::trainable_parameters() {
+  // The default's selection and order (registration order, those that require gradients) without
+  // the discriminator: the Trainer's optimizer.pt of an L2-only run keeps its parameter indices.
+  std::vector<torch::Tensor> trainable;
+  auto add = [&](const std::vector<torch::Tensor>& parameters) {
+    for (const auto& p : parameters)
+      if (p.requires_grad()) trainable.push_back(p);
+  };
+  add(encoder_->parameters());
+  add(decoder_->parameters());
+  return trainable;
+}
+
+std::map<std::string, torch::optim::Optimizer*> InpaintingObjective::own_optimizers() {
+  if (discriminator_.is_empty()) return {};
+  return {{"discriminator", discriminator_optimizer_.get()}};
 }
 
 InpaintingBatch InpaintingObjective::prepare(const ObjectiveInput& input) const {
@@ -73,15 +129,68 @@ InpaintingBatch InpaintingObjective::prepare(const ObjectiveInput& input) const 
 }
 
 ObjectiveOutput InpaintingObjective::compute(const ObjectiveInput& input) {
+  namespace F = torch::nn::functional;
   const auto batch = prepare(input);
   const auto reconstruction = decoder_(encoder_->forward(batch.context));  // [B, C, side, side]
+  const auto hole_mse = masked_mse(reconstruction, batch.target, batch.mask);
   ObjectiveOutput out;
-  out.loss = masked_mse(reconstruction, batch.target, batch.mask);
+  torch::Tensor fake_logits;  // [B], with the adversarial term only
+  if (discriminator_.is_empty()) {
+    out.loss = hole_mse;
+  } else {
+    const double weight = config_.pretext.inpainting.adversarial_weight;
+    // What the discriminator judges is a whole view: the decoder's output in the hole, the
+    // context (the real pixels) around it, so that only the filling can give it away.
+    const auto fake = batch.context * (1.0 - batch.mask) + reconstruction * batch.mask;
+    fake_logits = discriminator_(fake);
+    // -log sigmoid(D(fake)): non-saturating, strong gradients while D still rejects the fakes.
+    // Its backward also leaves gradients in D, which end_step zeroes before D's own backward.
+    out.loss = (1.0 - weight) * hole_mse + weight * F::softplus(-fake_logits).mean();
+    pending_real_ = batch.target.detach();
+    pending_fake_ = fake.detach();
+    pending_lr_ = input.lr;
+  }
   torch::NoGradGuard no_grad;
-  out.metrics["hole_mse"] = out.loss.item<double>();
+  out.metrics["hole_mse"] = hole_mse.item<double>();
   out.metrics["context_mse"] =
       masked_mse(reconstruction, batch.target, 1.0 - batch.mask).item<double>();
+  if (fake_logits.defined()) {
+    out.metrics["adversarial"] = F::softplus(-fake_logits).mean().item<double>();
+    out.metrics["d_fake"] = torch::sigmoid(fake_logits).mean().item<double>();
+    out.metrics["d_real"] = torch::sigmoid(discriminator_(batch.target)).mean().item<double>();
+  }
   return out;
+}
+
+void InpaintingObjective::end_step(bool applied) {
+  auto real = std::move(pending_real_);
+  auto fake = std::move(pending_fake_);
+  pending_real_ = torch::Tensor();
+  pending_fake_ = torch::Tensor();
+  if (!applied || discriminator_.is_empty() || !fake.defined()) return;
+  namespace F = torch::nn::functional;
+  // 1. Drop what the generator term's backward left in D: D learns from L_D alone.
+  discriminator_optimizer_->zero_grad();
+  // 2. -log sigmoid(D(real)) - log(1 - sigmoid(D(fake))), each a mean over this rank's samples;
+  //    the fakes are detached, so nothing reaches the encoder or decoder.
+  const auto loss =
+      F::softplus(-discriminator_(real)).mean() + F::softplus(discriminator_(fake)).mean();
+  loss.backward();
+  // 3. The mean over ranks: the gradient of the global batch's L_D.
+  discriminator_reducer_->reduce();
+  // 4. The averaged gradient is the same on every rank, so every rank takes the same decision.
+  std::vector<torch::Tensor> sums;
+  for (const auto& p : discriminator_->parameters())
+    if (p.grad().defined()) sums.push_back(p.grad().sum());
+  const bool finite = sums.empty() || std::isfinite(torch::stack(sums).sum().item<double>());
+  if (!finite) {
+    spdlog::warn("inpainting: the discriminator's gradient is not finite; its step is skipped");
+    return;
+  }
+  // 5. The step, at the learning rate of the step the Trainer just took.
+  set_learning_rate(*discriminator_optimizer_, pending_lr_);
+  discriminator_optimizer_->step();
+  ++discriminator_steps_;
 }
 
 std::shared_ptr<Objective> make_inpainting_objective(const Config& config, PretextShape shape,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every pretext task of configs/pretext/ end to end, on a few steps of tiny settings:
 #  1. one rank trains 4 steps with checkpoints at steps 2 and 4, then the transfer stage runs on
-#     the encoder alone (the exported encoder holds no head, decoder or generator tensor);
+#     the encoder alone (the exported encoder holds no head, decoder, generator or discriminator
+#     tensor);
 #  2. two ranks under mpirun, each with half of every global batch, log the same losses (1e-5);
 #  3. a run resumed from the step-2 checkpoint logs bitwise the same losses for steps 3-4 (the
-#     GAN's generator optimizer included).
+#     optimizers of the GAN's generator and of the in-painting discriminator included).
 # Usage: pretext_test.sh SELFSUP_BINARY SOURCE_DIR
 set -euo pipefail
 bin=$(realpath "$1")
@@ -49,8 +50,8 @@ for config in "$src"/configs/pretext/*.json; do
   names=$(head -c "$((8 + header_bytes))" "$run/encoder.safetensors" | tail -c "$header_bytes" |
     jq -r 'keys[] | select(. != "__metadata__")')
   [[ -n "$names" ]] || { echo "FAIL: $name: the exported encoder is empty"; exit 1; }
-  if grep -Eq '^(head|decoder|generator|time|encoder\.)' <<<"$names"; then
-    echo "FAIL: $name: the exported encoder holds pretext tensors:"; grep -E '^(head|decoder|generator|time)' <<<"$names"; exit 1
+  if grep -Eq '^(head|decoder|generator|discriminator|time|encoder\.)' <<<"$names"; then
+    echo "FAIL: $name: the exported encoder holds pretext tensors:"; grep -E '^(head|decoder|generator|discriminator|time)' <<<"$names"; exit 1
   fi
   echo "ok   $name: 4 steps, transfer (linear $(jq .linear_probe.top1 "$run/transfer/results.json") %), encoder exported with $(wc -l <<<"$names") tensors"
 

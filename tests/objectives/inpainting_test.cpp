@@ -1,6 +1,8 @@
 // In-painting: the holes (exact place when centred, inside the view and keyed only by the sample
 // when random), the encoder's input (zero exactly in the hole, untouched elsewhere), the masked
-// loss against a naive per-pixel formula and its gradient (none outside the hole), and learning.
+// loss against a naive per-pixel formula and its gradient (none outside the hole), learning, and
+// the optional adversarial term (the joint loss recomputed from the module's own parts, the
+// discriminator's step in end_step against a hand-made SGD step, its optimizer in checkpoints).
 
 #include "selfsup/objectives/inpainting.h"
 
@@ -8,15 +10,20 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../data/temp_dir.h"
 #include "selfsup/core/config.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/objectives/objective.h"
+#include "selfsup/train/checkpoint.h"
+#include "selfsup/train/optim.h"
 
 namespace selfsup {
 namespace {
@@ -215,6 +222,204 @@ TEST(InpaintingObjective, LossLearnsOnAFixedBatch) {
   // Random images and a tiny model: the loss falls by a third or more in these steps (measured
   // 0.49-0.57 of the first), against none without learning.
   EXPECT_LT(losses.back(), 0.67 * losses.front());
+}
+
+// The adversarial variant: plain SGD without momentum or weight decay, so that the
+// discriminator's step can be written by hand, built at a learning rate (1.0) other than the
+// step's (kStepLr), so that a step at the wrong one shows.
+constexpr double kAdversarialWeight = 0.25;  // large enough that a wrong term moves the loss
+constexpr double kStepLr = 0.05;
+
+Config adversarial_config() {
+  auto config = small_config("random", 0.375);  // 6 px holes
+  config.pretext.inpainting.adversarial_weight = kAdversarialWeight;
+  config.optim.name = "sgd";
+  config.optim.lr = 1.0;
+  config.optim.momentum = 0.0;
+  config.optim.weight_decay = 0.0;
+  return config;
+}
+
+ObjectiveInput adversarial_input(int64_t epoch) {
+  torch::manual_seed(6);
+  ObjectiveInput input;
+  input.views = torch::randn({1, 4, kChannels, kSide, kSide});
+  input.keys = torch::tensor({9, 2, 40, 17}, torch::kLong);
+  input.epoch = epoch;
+  input.lr = kStepLr;
+  return input;
+}
+
+std::vector<torch::Tensor> clones(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> copies;
+  for (const auto& t : tensors) copies.push_back(t.detach().clone());
+  return copies;
+}
+
+bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!torch::equal(a[i], b[i])) return false;
+  return true;
+}
+
+TEST(InpaintingObjective, WithoutTheAdversarialTermThereIsNoDiscriminator) {
+  const auto config = small_config("random", 0.375);
+  ASSERT_EQ(config.pretext.inpainting.adversarial_weight, 0.0);  // the default
+  torch::manual_seed(7);
+  InpaintingObjective objective(config, {kChannels, kSide}, std::make_shared<LocalCommunicator>());
+  // The tensors and checkpoint files of the L2-only task, as before the adversarial term existed.
+  for (const auto& item : objective.named_parameters())
+    EXPECT_TRUE(item.key().rfind("encoder.", 0) == 0 || item.key().rfind("decoder.", 0) == 0)
+        << item.key();
+  EXPECT_TRUE(objective.discriminator().is_empty());
+  EXPECT_TRUE(objective.own_optimizers().empty());
+  EXPECT_EQ(objective.trainable_parameters().size(), objective.parameters().size());
+
+  // The loss is the hole's L2 alone, recomputed from the module's own encoder and decoder.
+  const auto input = adversarial_input(0);
+  const auto batch = objective.prepare(input);
+  auto decoder = objective.decoder();
+  const auto prediction = decoder(objective.encoder()->forward(batch.context));
+  const double expected = masked_mse(prediction, batch.target, batch.mask).item<double>();
+  const auto out = objective.compute(input);
+  EXPECT_NEAR(out.loss.item<double>(), expected, 1e-6 * std::max(1.0, expected));
+  EXPECT_EQ(out.metrics.size(), 2u);  // hole_mse and context_mse only
+  EXPECT_EQ(out.metrics.count("adversarial"), 0u);
+  out.loss.backward();
+  objective.end_step(/*applied=*/true);  // nothing to step
+  EXPECT_EQ(objective.discriminator_steps(), 0);
+}
+
+TEST(InpaintingObjective, TheAdversarialTermJoinsTheLossAndTheDiscriminatorStepsInEndStep) {
+  const auto config = adversarial_config();
+  torch::manual_seed(8);
+  InpaintingObjective objective(config, {kChannels, kSide}, std::make_shared<LocalCommunicator>());
+  auto discriminator = objective.discriminator();
+  ASSERT_FALSE(discriminator.is_empty());
+  EXPECT_TRUE(objective.named_parameters().contains("discriminator.fc.weight"));
+  ASSERT_EQ(objective.own_optimizers().count("discriminator"), 1u);
+  // The Trainer's optimizer gets the encoder and the decoder, not the discriminator.
+  auto decoder = objective.decoder();
+  const auto trainable = objective.trainable_parameters();
+  EXPECT_EQ(trainable.size(),
+            objective.encoder()->parameters().size() + decoder->parameters().size());
+  for (const auto& p : discriminator->parameters())
+    for (const auto& t : trainable) EXPECT_FALSE(p.is_same(t));
+
+  // The joint loss from the module's own parts: the fake is the prediction in the hole and the
+  // real view around it (where the context equals the view).
+  const auto input = adversarial_input(1);
+  const auto batch = objective.prepare(input);
+  const auto prediction = decoder(objective.encoder()->forward(batch.context));
+  const auto fake = torch::where(batch.mask.to(torch::kBool), prediction, batch.target);
+  const auto fake_logits = discriminator(fake);
+  namespace F = torch::nn::functional;
+  const auto l2 = masked_mse(prediction, batch.target, batch.mask);
+  const auto adversarial = F::softplus(-fake_logits).mean();
+  const auto expected = (1.0 - kAdversarialWeight) * l2 + kAdversarialWeight * adversarial;
+  const auto out = objective.compute(input);
+  const double tolerance = 1e-6 * std::max(1.0, expected.item<double>());
+  EXPECT_NEAR(out.loss.item<double>(), expected.item<double>(), tolerance);
+  // The adversarial term weighs in: the loss is not the L2 term alone.
+  EXPECT_GT(std::abs(out.loss.item<double>() - l2.item<double>()), 100 * tolerance);
+  EXPECT_NEAR(out.metrics.at("hole_mse"), l2.item<double>(), tolerance);
+  EXPECT_NEAR(out.metrics.at("adversarial"), adversarial.item<double>(), tolerance);
+  EXPECT_NEAR(out.metrics.at("d_fake"), torch::sigmoid(fake_logits).mean().item<double>(), 1e-6);
+  EXPECT_NEAR(out.metrics.at("d_real"),
+              torch::sigmoid(discriminator(batch.target)).mean().item<double>(), 1e-6);
+
+  // The adversarial term's gradient reaches the decoder (through the prediction), as the formula
+  // says: d loss = (1 - w) d l2 + w d adversarial, with a non-zero second part.
+  const auto decoder_parameters = decoder->parameters();
+  const auto loss_grads = torch::autograd::grad({out.loss}, decoder_parameters, {},
+                                                /*retain_graph=*/true);
+  const auto expected_grads = torch::autograd::grad({expected}, decoder_parameters, {},
+                                                    /*retain_graph=*/true);
+  const auto adversarial_grads = torch::autograd::grad({adversarial}, decoder_parameters, {},
+                                                       /*retain_graph=*/true);
+  double adversarial_norm = 0.0;
+  for (size_t i = 0; i < decoder_parameters.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(loss_grads[i], expected_grads[i], 1e-4, 1e-7)) << i;
+    adversarial_norm += adversarial_grads[i].abs().sum().item<double>();
+  }
+  EXPECT_GT(adversarial_norm, 1e-6);
+
+  // The discriminator's step, by hand: SGD at the step's learning rate on
+  // L_D = mean softplus(-D(real)) + mean softplus(D(fake)), from zero gradients (the generator
+  // term's backward below leaves gradients in D that must not enter its step).
+  const auto d_parameters = discriminator->parameters();
+  const auto d_before = clones(d_parameters);
+  const auto d_loss = F::softplus(-discriminator(batch.target)).mean() +
+                      F::softplus(discriminator(fake.detach())).mean();
+  const auto d_grads = torch::autograd::grad({d_loss}, d_parameters);
+  const auto encoder_before = clones(objective.encoder()->parameters());
+  const auto decoder_before = clones(decoder_parameters);
+
+  out.loss.backward();  // as the Trainer does; its optimizer does not step here
+  double stale = 0.0;
+  for (const auto& p : d_parameters)
+    if (p.grad().defined()) stale += p.grad().abs().sum().item<double>();
+  EXPECT_GT(stale, 0.0);  // what end_step must zero first
+  objective.end_step(/*applied=*/true);
+  EXPECT_EQ(objective.discriminator_steps(), 1);
+  for (size_t i = 0; i < d_parameters.size(); ++i) {
+    EXPECT_FALSE(torch::equal(d_parameters[i], d_before[i])) << i;
+    EXPECT_TRUE(torch::allclose(d_parameters[i], d_before[i] - kStepLr * d_grads[i], 1e-5, 1e-7))
+        << "discriminator parameter " << i << ": max error "
+        << (d_parameters[i] - (d_before[i] - kStepLr * d_grads[i])).abs().max().item<double>();
+  }
+  // end_step steps the discriminator only.
+  EXPECT_TRUE(all_equal(clones(objective.encoder()->parameters()), encoder_before));
+  EXPECT_TRUE(all_equal(clones(decoder_parameters), decoder_before));
+
+  // A skipped step leaves the discriminator alone, and drops the pending views: a later
+  // end_step(true) without a compute has nothing to step either.
+  const auto d_after = clones(d_parameters);
+  objective.compute(adversarial_input(2)).loss.backward();
+  objective.end_step(/*applied=*/false);
+  objective.end_step(/*applied=*/true);
+  EXPECT_EQ(objective.discriminator_steps(), 1);
+  EXPECT_TRUE(all_equal(clones(d_parameters), d_after));
+}
+
+TEST(InpaintingObjective, TheDiscriminatorsOptimizerIsCheckpointed) {
+  TempDir dir;
+  auto config = adversarial_config();
+  config.optim.name = "adam";  // state beyond the weights: the moments
+  config.optim.lr = 1e-3;
+  torch::manual_seed(3);
+  auto objective = make_objective(config, kChannels, std::make_shared<LocalCommunicator>(), kSide);
+  auto optimizer = make_optimizer(config.optim, objective->trainable_parameters());
+  auto step = [](Objective& o, torch::optim::Optimizer& opt, int64_t epoch) {
+    opt.zero_grad();
+    auto input = adversarial_input(epoch);
+    input.lr = 1e-3;
+    o.compute(input).loss.backward();
+    opt.step();
+    o.end_step(true);
+  };
+  for (int64_t epoch = 0; epoch < 2; ++epoch) step(*objective, *optimizer, epoch);
+  CheckpointInfo info;
+  info.step = 2;
+  info.config_json = config_to_json(config);
+  const auto path = save_checkpoint(dir / "checkpoints", info, *objective, optimizer.get(), {},
+                                    objective->own_optimizers());
+  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(path) / "optimizer.discriminator.pt"));
+
+  torch::manual_seed(77);  // other initial weights: everything must come from the checkpoint
+  auto restored = make_objective(config, kChannels, std::make_shared<LocalCommunicator>(), kSide);
+  auto restored_optimizer = make_optimizer(config.optim, restored->trainable_parameters());
+  load_model(path, *restored);
+  load_optimizer(path, *restored_optimizer);
+  for (const auto& [name, own] : restored->own_optimizers()) load_optimizer(path, *own, name);
+  // One more step on both: identical parameters (Adam's moments of both networks restored).
+  step(*objective, *optimizer, 2);
+  step(*restored, *restored_optimizer, 2);
+  const auto a = objective->named_parameters();
+  for (const auto& item : restored->named_parameters()) {
+    EXPECT_TRUE(torch::equal(a[item.key()], item.value())) << item.key();
+  }
 }
 
 }  // namespace
