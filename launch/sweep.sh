@@ -16,11 +16,13 @@ OUT/results.csv, OUT/plots/*.png and an aligned table on stdout.
   --out DIR       sweep directory (default: runs/sweeps/<spec name>)
   --collect-only  run nothing; collect the cells that have finished
 
-A cell whose run directory already has transfer/results.json is skipped, so an interrupted sweep
-resumes where it stopped. A cell that fails does not stop the others; the sweep then exits 1.
+A cell whose run directory already has transfer/results.json is skipped, and an unfinished one
+resumes from its last checkpoint (--resume auto), so an interrupted or preempted sweep goes on
+where it stopped. A cell that fails does not stop the others; the sweep then exits 1.
 
 Spec: {"base": CONFIG (relative to the repository root), "name": NAME,
-       "budget": {"images": N}     images seen per cell: train.max_steps = N / train.batch_size,
+       "budget": {"images": N}     images seen per cell: train.max_steps = N / (train.batch_size x
+                                   train.accumulate_steps),
        "grid": {"key.path": [values...], ..., "world_size": [ranks...]},
        "set": {"key.path": value, ...}}   overrides for every cell
 Cells are the product of the grid lists, the first key varying slowest. A cell with
@@ -98,9 +100,12 @@ cells=$(jq -c --slurpfile base "$base" '
     (lookup("train.batch_size"; $grid) // 256) as $batch |
     (lookup("negatives.queue_size"; $grid) // 0) as $queue |
     (lookup("augment.views"; $grid) // 2) as $views |
+    (lookup("train.accumulate_steps"; $grid) // 1) as $accumulate |
     ($grid.world_size // 1) as $world |
     ($spec.budget.images) as $images |
-    (if ($batch | type) == "number" and $batch >= 1 then ($images / $batch | floor) else 0 end) as $steps |
+    (if ($batch | type) == "number" and $batch >= 1 and ($accumulate | type) == "number"
+        and $accumulate >= 1
+     then ($images / ($batch * $accumulate) | floor) else 0 end) as $steps |
     ([$grid | to_entries[] | "\(short(.key))\(.value | tostring | gsub("[^A-Za-z0-9.+]"; "_"))"]
      | join("-")) as $name |
     { id: $id, name: $name, world_size: $world, global_batch: $batch, queue_size: $queue,
@@ -111,6 +116,11 @@ cells=$(jq -c --slurpfile base "$base" '
          elif ($images % $batch) != 0
          then "budget.images = \($images) is not a multiple of train.batch_size = \($batch): "
               + "use a batch size that divides the budget, or a budget that every batch size divides"
+         elif ($accumulate | type) != "number" or $accumulate < 1
+              or ($images % ($batch * $accumulate)) != 0
+         then "budget.images = \($images) is not a multiple of train.batch_size x "
+              + "train.accumulate_steps = \($batch) x \($accumulate | tojson): an optimizer step "
+              + "sees both; use values whose product divides the budget"
          else empty end),
         (if ($world | type) != "number" or $world < 1 or ($world | floor) != $world
          then "world_size = \($world | tojson) must be a positive integer"
@@ -178,12 +188,24 @@ run_cell() {
     echo "[sweep] cell $cell_name: done already ($dir/transfer/results.json), skipped"
     return 0
   fi
-  if [[ -e "$dir" ]]; then  # an unfinished earlier attempt: keep it for its logs, start afresh
-    local aside
-    aside=$out/failed/$cell_name-$(date +%Y%m%d-%H%M%S)
-    mkdir -p "$out/failed"
-    echo "[sweep] cell $cell_name: unfinished earlier attempt moved to $aside"
-    mv "$dir" "$aside"
+  # An unfinished earlier attempt (a preempted array task, a lost node, an interrupted sweep)
+  # resumes from its last checkpoint when it ran the same overrides; otherwise it is kept for its
+  # logs and the cell starts afresh.
+  local resume=()
+  if [[ -e "$dir" ]]; then
+    if [[ -s "$dir/checkpoints/latest" && -f "$dir/sweep_cell.json" ]] &&
+       jq -e --argjson now "$cell" '.overrides == $now.overrides' "$dir/sweep_cell.json" >/dev/null; then
+      resume=(--resume auto)
+      echo "[sweep] cell $cell_name: unfinished earlier attempt resumes from its checkpoint" \
+           "$(cat "$dir/checkpoints/latest")"
+    else
+      local aside
+      aside=$out/failed/$cell_name-$(date +%Y%m%d-%H%M%S)
+      mkdir -p "$out/failed"
+      echo "[sweep] cell $cell_name: unfinished earlier attempt (no checkpoint, or other overrides)" \
+           "moved to $aside"
+      mv "$dir" "$aside"
+    fi
   fi
   mkdir -p "$dir"
   jq '. + {launcher: $launcher}' --arg launcher "$launcher" <<<"$cell" >"$dir/sweep_cell.json"
@@ -197,9 +219,10 @@ run_cell() {
     # --cpus-per-task again: srun does not inherit it from sbatch (Slurm 22.05 and later).
     cmd=(srun --mpi=pmix --kill-on-bad-exit=1 --ntasks="$world"
          ${SLURM_CPUS_PER_TASK:+"--cpus-per-task=$SLURM_CPUS_PER_TASK"}
-         "$bin" train "$base" --run-dir "$dir" --set "${overrides[@]}")
+         "$bin" train "$base" --run-dir "$dir" "${resume[@]}" --set "${overrides[@]}")
   else
-    cmd=("$root/launch/run_local.sh" -n "$world" "$base" --run-dir "$dir" --set "${overrides[@]}")
+    cmd=("$root/launch/run_local.sh" -n "$world" "$base" --run-dir "$dir" "${resume[@]}"
+         --set "${overrides[@]}")
   fi
   echo "[sweep] cell $cell_name: ${cmd[*]}"
   local start=$SECONDS status=0

@@ -59,6 +59,15 @@ expect_error non-dividing-budget "budget.images = 512 is not a multiple of train
 write_spec "$tmp/badqueue.json" "[32]" '"negatives.queue_size": [100],'
 expect_error queue-not-whole-batches "negatives.queue_size = 100 is not a multiple of .* = 64" -- \
   "$sweep" "$tmp/badqueue.json" --out "$tmp/bad_out"
+# Accumulation: an optimizer step sees batch x accumulate_steps images of the budget.
+write_spec "$tmp/accumulate.json" "[32]" '"train.accumulate_steps": [2],'
+"$sweep" "$tmp/accumulate.json" --dry-run >"$tmp/dry_accumulate" 2>&1 || fail "--dry-run (accumulate)" "$tmp/dry_accumulate"
+grep -q "train.accumulate_steps=2 .*train.max_steps=8 " "$tmp/dry_accumulate" ||
+  fail "accumulation: 512 images at 32 x 2 per step should give 8 steps" "$tmp/dry_accumulate"
+echo "ok   accumulation: 8 optimizer steps of 32 x 2 images"
+write_spec "$tmp/badaccumulate.json" "[32]" '"train.accumulate_steps": [3],'
+expect_error accumulation-not-dividing "budget.images = 512 is not a multiple of train.batch_size x train.accumulate_steps = 32 x 3" -- \
+  "$sweep" "$tmp/badaccumulate.json" --out "$tmp/bad_out"
 expect_error unknown-cell "no cell '7'.*ids are 0-$((cells - 1))" -- \
   "$sweep" "$tmp/spec.json" --only 7 --out "$tmp/bad_out"
 
@@ -97,6 +106,20 @@ fi
 skipped=$(grep -c "done already" "$tmp/rerun.txt" || true)
 [[ $skipped -eq $cells ]] || fail "rerun skipped $skipped cells, want $cells" "$tmp/rerun.txt"
 echo "ok   rerun skips finished cells"
+
+# An unfinished cell (stopped after its last checkpoint, before its transfer results) resumes from
+# that checkpoint: no step is trained again and nothing is moved aside.
+first=$(ls "$tmp/out/cells" | head -n 1)
+rows=$(wc -l <"$tmp/out/cells/$first/metrics.jsonl")
+rm "$tmp/out/cells/$first/transfer/results.json"
+"$sweep" "$tmp/spec.json" --out "$tmp/out" >"$tmp/resume.txt" 2>&1 || fail "resume" "$tmp/resume.txt"
+grep -q "cell $first: unfinished earlier attempt resumes from its checkpoint step_" "$tmp/resume.txt" ||
+  fail "the unfinished cell did not resume" "$tmp/resume.txt"
+[[ -s "$tmp/out/cells/$first/transfer/results.json" && ! -e "$tmp/out/failed" ]] ||
+  fail "the resumed cell has no results, or was moved aside" "$tmp/resume.txt"
+[[ $(wc -l <"$tmp/out/cells/$first/metrics.jsonl") -eq $rows ]] ||
+  fail "the resumed cell trained again" "$tmp/out/cells/$first/metrics.jsonl"
+echo "ok   an unfinished cell resumes from its checkpoint"
 
 # The collector against the trainer's summary.json, on a hand-made cell (no training): a queue
 # cell of batch 64 with 256 queued negatives, so candidates per anchor = 2*64 - 1 + 256 = 383.
