@@ -76,5 +76,24 @@ expect_error embed-bad-entry "tensor \"w\": expected an object" -- \
 expect_error init-missing-file "cannot read $tmp/none.safetensors" -- \
   "$bin" train "$tmp/ok.json" --set model.init="$tmp/none.safetensors" --run-dir "$tmp/r11"
 
+# A config that does not fit its data or its keys stops before any training, naming what to change.
+src=$2
+expect_error pretext-jigsaw-tiles "tiles need at least 4 px.*set augment.size to 15 or more" -- \
+  "$bin" train "$src/configs/pretext/jigsaw.json" --set augment.size=8 --run-dir "$tmp/p1"
+expect_error pretext-colorization-grayscale "is grayscale: use an RGB dataset" -- \
+  "$bin" train "$src/configs/pretext/rgb_colorization.json" --set data.dataset=idx --run-dir "$tmp/p2"
+expect_error pretext-superres-factor "set augment.size to a multiple of 4 \(e.g. 32\)" -- \
+  "$bin" train "$src/configs/pretext/superres.json" --set augment.size=30 pretext.superres.factor=4 \
+  --run-dir "$tmp/p3"
+expect_error pretext-inpainting-hole "masks 0 px of 8.*leaves both a hole and some context" -- \
+  "$bin" train "$src/configs/pretext/inpainting.json" --set augment.size=8 pretext.inpainting.size=0.05 \
+  --run-dir "$tmp/p4"
+expect_error accumulate-gan "train.accumulate_steps = 2 with pretext.task = \"gan\".*set train.accumulate_steps to 1" -- \
+  "$bin" train "$src/configs/pretext/gan.json" --set train.accumulate_steps=2 --run-dir "$tmp/p5"
+expect_error bf16-on-cpu "train.precision = \"bf16\" needs device = \"cuda\"" -- \
+  "$bin" train "$tmp/ok.json" --set train.precision=bf16 --run-dir "$tmp/p6"
+expect_error lars-zero-trust "optim.trust_coefficient = 0 with optim.name = \"lars\"" -- \
+  "$bin" train "$tmp/ok.json" --set optim.name=lars optim.trust_coefficient=0 --run-dir "$tmp/p7"
+
 if [[ $failures -gt 0 ]]; then echo "$failures case(s) failed"; exit 1; fi
 echo "all bad-input cases passed"
