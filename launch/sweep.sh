@@ -189,12 +189,14 @@ run_cell() {
     return 0
   fi
   # An unfinished earlier attempt (a preempted array task, a lost node, an interrupted sweep)
-  # resumes from its last checkpoint when it ran the same overrides; otherwise it is kept for its
-  # logs and the cell starts afresh.
-  local resume=()
+  # resumes from its last checkpoint when it ran the same base config and overrides; otherwise it
+  # is kept for its logs and the cell starts afresh.
+  local resume=() base_sha
+  base_sha=$(sha256sum "$base" | cut -d' ' -f1)
   if [[ -e "$dir" ]]; then
     if [[ -s "$dir/checkpoints/latest" && -f "$dir/sweep_cell.json" ]] &&
-       jq -e --argjson now "$cell" '.overrides == $now.overrides' "$dir/sweep_cell.json" >/dev/null; then
+       jq -e --argjson now "$cell" --arg sha "$base_sha" \
+         '.overrides == $now.overrides and .base_sha256 == $sha' "$dir/sweep_cell.json" >/dev/null; then
       resume=(--resume auto)
       echo "[sweep] cell $cell_name: unfinished earlier attempt resumes from its checkpoint" \
            "$(cat "$dir/checkpoints/latest")"
@@ -202,13 +204,14 @@ run_cell() {
       local aside
       aside=$out/failed/$cell_name-$(date +%Y%m%d-%H%M%S)
       mkdir -p "$out/failed"
-      echo "[sweep] cell $cell_name: unfinished earlier attempt (no checkpoint, or other overrides)" \
-           "moved to $aside"
+      echo "[sweep] cell $cell_name: unfinished earlier attempt (no checkpoint, or another base" \
+           "config or overrides) moved to $aside"
       mv "$dir" "$aside"
     fi
   fi
   mkdir -p "$dir"
-  jq '. + {launcher: $launcher}' --arg launcher "$launcher" <<<"$cell" >"$dir/sweep_cell.json"
+  jq '. + {launcher: $launcher, base_sha256: $sha}' --arg launcher "$launcher" --arg sha "$base_sha" \
+    <<<"$cell" >"$dir/sweep_cell.json"
   local cmd
   if [[ "$launcher" == srun ]]; then
     # As cluster/train.sbatch: ranks learn their world from Slurm through PMIx; a failing rank
@@ -226,7 +229,10 @@ run_cell() {
   fi
   echo "[sweep] cell $cell_name: ${cmd[*]}"
   local start=$SECONDS status=0
-  SELFSUP_BIN=$bin "${cmd[@]}" </dev/null >"$dir/sweep.log" 2>&1 || status=$?
+  # A resumed attempt appends to the earlier attempts' log.
+  [[ ${#resume[@]} -eq 0 ]] && : >"$dir/sweep.log"
+  [[ ${#resume[@]} -eq 0 ]] || echo "[sweep] resumed $(date -u +%FT%TZ)" >>"$dir/sweep.log"
+  SELFSUP_BIN=$bin "${cmd[@]}" </dev/null >>"$dir/sweep.log" 2>&1 || status=$?
   if [[ $status -ne 0 || ! -s "$dir/transfer/results.json" ]]; then
     # The error lines when there are any (mpirun adds a long epilogue), else the end of the log.
     { grep -m 3 -E "error" "$dir/sweep.log" || tail -n 5 "$dir/sweep.log"; } | sed 's/^/    /' >&2

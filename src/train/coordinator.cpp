@@ -119,9 +119,10 @@ std::string choose_resume(const std::string& request, const std::string& checkpo
 
 std::vector<std::string> compare_for_resume(const Config& config, const std::string& saved_json,
                                             int saved_world, int world) {
-  std::map<std::string, nlohmann::json> now, saved;
+  std::map<std::string, nlohmann::json> now, saved, defaults;
   flatten(nlohmann::json::parse(config_to_json(config)), "", now);
   flatten(nlohmann::json::parse(saved_json), "", saved);
+  flatten(nlohmann::json::parse(config_to_json(Config{})), "", defaults);
   std::vector<std::string> errors, warnings;
   std::map<std::string, nlohmann::json> keys = now;
   keys.insert(saved.begin(), saved.end());
@@ -130,8 +131,12 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
     const std::string before = a == saved.end() ? "(absent)" : a->second.dump();
     const std::string after = b == now.end() ? "(absent)" : b->second.dump();
     if (before == after) continue;
-    // Checkpoints from before gradient accumulation ran one batch per step.
-    if (key == "train.accumulate_steps" && before == "(absent)" && after == "1") continue;
+    // A key added after the checkpoint was written: its default is what that run did (one batch
+    // per step before train.accumulate_steps, no discriminator before adversarial_weight, ...).
+    const auto default_value = defaults.find(key);
+    if (before == "(absent)" && default_value != defaults.end() &&
+        default_value->second.dump() == after)
+      continue;
     // Nothing the run computes depends on these.
     if (starts_with_any(
             key, {"name", "transfer", "dist", "checkpoint", "monitor", "train.log_every",
@@ -139,10 +144,11 @@ std::vector<std::string> compare_for_resume(const Config& config, const std::str
                   "model.channels_last", "model.init"}))
       continue;
     const std::string change = key + " " + before + " -> " + after;
-    // The saved tensors (shapes, queue, sampler position) depend on these.
-    if (starts_with_any(key, {"model", "negatives", "train.batch_size", "train.accumulate_steps",
-                              "augment.views", "augment.local_views", "data.dataset", "data.root",
-                              "data.name", "data.limit_train"}))
+    // The saved tensors (shapes, queue, sampler position, the pretext task's own networks and
+    // optimizers) depend on these.
+    if (starts_with_any(key, {"model", "negatives", "pretext", "train.batch_size",
+                              "train.accumulate_steps", "augment.views", "augment.local_views",
+                              "data.dataset", "data.root", "data.name", "data.limit_train"}))
       errors.push_back(change);
     else
       warnings.push_back(change + " (the resumed run differs from an uninterrupted one)");

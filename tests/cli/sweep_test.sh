@@ -117,9 +117,24 @@ grep -q "cell $first: unfinished earlier attempt resumes from its checkpoint ste
   fail "the unfinished cell did not resume" "$tmp/resume.txt"
 [[ -s "$tmp/out/cells/$first/transfer/results.json" && ! -e "$tmp/out/failed" ]] ||
   fail "the resumed cell has no results, or was moved aside" "$tmp/resume.txt"
-[[ $(wc -l <"$tmp/out/cells/$first/metrics.jsonl") -eq $rows ]] ||
-  fail "the resumed cell trained again" "$tmp/out/cells/$first/metrics.jsonl"
+[[ $(wc -l <"$tmp/out/cells/$first/metrics.jsonl") -eq $rows ]] &&
+  grep -q "nothing to train: .* is already at step $rows of $rows" "$tmp/out/cells/$first/sweep.log" &&
+  ! compgen -G "$tmp/out/cells/$first/checkpoints.replaced-*" >/dev/null ||
+  fail "the resumed cell trained again" "$tmp/out/cells/$first/sweep.log"
+grep -q "^\[sweep\] resumed " "$tmp/out/cells/$first/sweep.log" && grep -q "pretraining done" "$tmp/out/cells/$first/sweep.log" ||
+  fail "the resumed attempt did not append to the first attempt's log" "$tmp/out/cells/$first/sweep.log"
 echo "ok   an unfinished cell resumes from its checkpoint"
+# The same unfinished cell with an edited base config starts afresh, its attempt kept in failed/.
+rm "$tmp/out/cells/$first/transfer/results.json"
+jq '.description = "edited"' "$src/configs/fashion_mnist_simclr.json" >"$tmp/base.json"
+jq --arg base "$tmp/base.json" '.base = $base' "$tmp/spec.json" >"$tmp/spec_base.json"
+"$sweep" "$tmp/spec_base.json" --out "$tmp/out" --only "$first" >"$tmp/rebase.txt" 2>&1 ||
+  fail "the cell with an edited base config failed" "$tmp/rebase.txt"
+grep -q "cell $first: unfinished earlier attempt (no checkpoint, or another base config or overrides) moved to" \
+  "$tmp/rebase.txt" && [[ -s "$tmp/out/cells/$first/transfer/results.json" ]] &&
+  compgen -G "$tmp/out/failed/$first-*" >/dev/null ||
+  fail "the cell with an edited base config did not start afresh" "$tmp/rebase.txt"
+echo "ok   an unfinished cell whose base config changed starts afresh"
 
 # The collector against the trainer's summary.json, on a hand-made cell (no training): a queue
 # cell of batch 64 with 256 queued negatives, so candidates per anchor = 2*64 - 1 + 256 = 383.

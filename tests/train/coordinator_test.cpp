@@ -94,6 +94,15 @@ TEST(Coordinator, ResumeConfigMismatchesNameTheKey) {
   EXPECT_TRUE(compare_for_resume(saved, old_json.dump(), 1, 1).empty());
   config.train.accumulate_steps = 2;
   EXPECT_THROW(compare_for_resume(config, old_json.dump(), 1, 1), ConfigError);
+  // So for any key added later, at its default; the pretext task's settings are refused (its
+  // networks and optimizers are in the checkpoint).
+  old_json["pretext"]["inpainting"].erase("adversarial_weight");
+  EXPECT_TRUE(compare_for_resume(saved, old_json.dump(), 1, 1).empty());
+  config = saved;
+  config.pretext.inpainting.adversarial_weight = 0.001;
+  message = error_of(config, saved, 1, 1);
+  EXPECT_NE(message.find("pretext.inpainting.adversarial_weight 0.0 -> 0.001"), std::string::npos)
+      << message;
 }
 
 TEST(Metrics, ResumeKeepsRowsUpToTheCheckpoint) {
