@@ -1,9 +1,6 @@
 #include "selfsup/objectives/gan.h"
 
-#include <spdlog/spdlog.h>
-
-#include <cmath>
-
+#include "pretext_parts.h"
 #include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/dist/sync_batch_norm.h"
@@ -91,19 +88,9 @@ void GanObjective::end_step(bool applied) {
   const auto generator_loss = torch::nn::functional::softplus(-logits).mean();
   // Also leaves gradients in the discriminator; the Trainer zeroes them before its next step.
   generator_loss.backward();
-  generator_reducer_->reduce();
-  // The averaged gradient is the same on every rank, so every rank takes the same decision.
-  std::vector<torch::Tensor> sums;
-  for (const auto& p : generator_->parameters())
-    if (p.grad().defined()) sums.push_back(p.grad().sum());
-  const bool finite = sums.empty() || std::isfinite(torch::stack(sums).sum().item<double>());
-  if (!finite) {
-    spdlog::warn("gan: the generator's gradient is not finite; its step is skipped");
-    return;
-  }
-  set_learning_rate(*generator_optimizer_, pending_lr_);
-  generator_optimizer_->step();
-  ++generator_steps_;
+  if (step_own_network(*generator_reducer_, generator_->parameters(), *generator_optimizer_,
+                       pending_lr_, "gan: the generator"))
+    ++generator_steps_;
 }
 
 std::shared_ptr<Objective> make_gan_objective(const Config& config, PretextShape shape,

@@ -1,7 +1,5 @@
 #include "selfsup/objectives/inpainting.h"
 
-#include <spdlog/spdlog.h>
-
 #include <cmath>
 
 #include "pretext_parts.h"
@@ -176,21 +174,11 @@ void InpaintingObjective::end_step(bool applied) {
   const auto loss =
       F::softplus(-discriminator_(real)).mean() + F::softplus(discriminator_(fake)).mean();
   loss.backward();
-  // 3. The mean over ranks: the gradient of the global batch's L_D.
-  discriminator_reducer_->reduce();
-  // 4. The averaged gradient is the same on every rank, so every rank takes the same decision.
-  std::vector<torch::Tensor> sums;
-  for (const auto& p : discriminator_->parameters())
-    if (p.grad().defined()) sums.push_back(p.grad().sum());
-  const bool finite = sums.empty() || std::isfinite(torch::stack(sums).sum().item<double>());
-  if (!finite) {
-    spdlog::warn("inpainting: the discriminator's gradient is not finite; its step is skipped");
-    return;
-  }
-  // 5. The step, at the learning rate of the step the Trainer just took.
-  set_learning_rate(*discriminator_optimizer_, pending_lr_);
-  discriminator_optimizer_->step();
-  ++discriminator_steps_;
+  // 3. The mean over ranks (the gradient of the global batch's L_D), then the step at the
+  //    learning rate of the step the Trainer just took.
+  if (step_own_network(*discriminator_reducer_, discriminator_->parameters(),
+                       *discriminator_optimizer_, pending_lr_, "inpainting: the discriminator"))
+    ++discriminator_steps_;
 }
 
 std::shared_ptr<Objective> make_inpainting_objective(const Config& config, PretextShape shape,

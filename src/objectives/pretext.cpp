@@ -9,6 +9,7 @@
 #include "selfsup/core/error.h"
 #include "selfsup/core/rng.h"
 #include "selfsup/models/encoder_file.h"
+#include "selfsup/train/optim.h"
 
 namespace selfsup {
 
@@ -100,6 +101,22 @@ ObjectiveOutput classification_output(const torch::Tensor& logits, const torch::
   const auto correct = logits.detach().argmax(1).eq(labels);
   out.metrics["accuracy"] = correct.to(torch::kDouble).mean().item<double>();
   return out;
+}
+
+bool step_own_network(GradientReducer& reducer, const std::vector<torch::Tensor>& parameters,
+                      torch::optim::Optimizer& optimizer, double lr, const std::string& who) {
+  reducer.reduce();
+  std::vector<torch::Tensor> sums;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) sums.push_back(p.grad().sum());
+  const bool finite = sums.empty() || std::isfinite(torch::stack(sums).sum().item<double>());
+  if (!finite) {
+    spdlog::warn("{}'s gradient is not finite; its step is skipped", who);
+    return false;
+  }
+  set_learning_rate(optimizer, lr);
+  optimizer.step();
+  return true;
 }
 
 }  // namespace selfsup
