@@ -12,18 +12,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "../data/temp_dir.h"
+#include "own_optimizers_checkpoint.h"
 #include "selfsup/core/config.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/objectives/objective.h"
-#include "selfsup/train/checkpoint.h"
-#include "selfsup/train/optim.h"
 
 namespace selfsup {
 namespace {
@@ -384,42 +381,23 @@ TEST(InpaintingObjective, TheAdversarialTermJoinsTheLossAndTheDiscriminatorSteps
 }
 
 TEST(InpaintingObjective, TheDiscriminatorsOptimizerIsCheckpointed) {
-  TempDir dir;
   auto config = adversarial_config();
   config.optim.name = "adam";  // state beyond the weights: the moments
   config.optim.lr = 1e-3;
-  torch::manual_seed(3);
-  auto objective = make_objective(config, kChannels, std::make_shared<LocalCommunicator>(), kSide);
-  auto optimizer = make_optimizer(config.optim, objective->trainable_parameters());
-  auto step = [](Objective& o, torch::optim::Optimizer& opt, int64_t epoch) {
-    opt.zero_grad();
-    auto input = adversarial_input(epoch);
-    input.lr = 1e-3;
-    o.compute(input).loss.backward();
-    opt.step();
-    o.end_step(true);
-  };
-  for (int64_t epoch = 0; epoch < 2; ++epoch) step(*objective, *optimizer, epoch);
-  CheckpointInfo info;
-  info.step = 2;
-  info.config_json = config_to_json(config);
-  const auto path = save_checkpoint(dir / "checkpoints", info, *objective, optimizer.get(), {},
-                                    objective->own_optimizers());
-  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(path) / "optimizer.discriminator.pt"));
-
-  torch::manual_seed(77);  // other initial weights: everything must come from the checkpoint
-  auto restored = make_objective(config, kChannels, std::make_shared<LocalCommunicator>(), kSide);
-  auto restored_optimizer = make_optimizer(config.optim, restored->trainable_parameters());
-  load_model(path, *restored);
-  load_optimizer(path, *restored_optimizer);
-  for (const auto& [name, own] : restored->own_optimizers()) load_optimizer(path, *own, name);
-  // One more step on both: identical parameters (Adam's moments of both networks restored).
-  step(*objective, *optimizer, 2);
-  step(*restored, *restored_optimizer, 2);
-  const auto a = objective->named_parameters();
-  for (const auto& item : restored->named_parameters()) {
-    EXPECT_TRUE(torch::equal(a[item.key()], item.value())) << item.key();
-  }
+  expect_own_optimizer_checkpointed(
+      config,
+      [&] {
+        return make_objective(config, kChannels, std::make_shared<LocalCommunicator>(), kSide);
+      },
+      [](Objective& o, torch::optim::Optimizer& opt, int64_t epoch) {
+        opt.zero_grad();
+        auto input = adversarial_input(epoch);
+        input.lr = 1e-3;
+        o.compute(input).loss.backward();
+        opt.step();
+        o.end_step(true);
+      },
+      "discriminator");
 }
 
 }  // namespace

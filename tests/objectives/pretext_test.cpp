@@ -11,13 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "../data/temp_dir.h"
+#include "own_optimizers_checkpoint.h"
 #include "selfsup/core/config.h"
 #include "selfsup/core/error.h"
 #include "selfsup/dist/communicator.h"
 #include "selfsup/models/decoder.h"
 #include "selfsup/objectives/gan.h"
-#include "selfsup/train/checkpoint.h"
 #include "selfsup/train/optim.h"
 
 namespace selfsup {
@@ -246,43 +245,16 @@ TEST(GanObjective, EachUpdateImprovesItsOwnLoss) {
 }
 
 TEST(GanObjective, TheGeneratorsOptimizerIsCheckpointed) {
-  TempDir dir;
-  auto config = gan_config();
-  torch::manual_seed(3);
-  auto objective = make_objective(config, 1, std::make_shared<LocalCommunicator>());
-  auto optimizer = make_optimizer(config.optim, objective->trainable_parameters());
-  for (int step = 0; step < 2; ++step) {
-    optimizer->zero_grad();
-    objective->compute(gan_input(8, step)).loss.backward();
-    optimizer->step();
-    objective->end_step(true);
-  }
-  CheckpointInfo info;
-  info.step = 2;
-  info.config_json = config_to_json(config);
-  const auto path = save_checkpoint(dir / "checkpoints", info, *objective, optimizer.get(), {},
-                                    objective->own_optimizers());
-  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(path) / "optimizer.generator.pt"));
-
-  torch::manual_seed(77);  // other initial weights: everything must come from the checkpoint
-  auto restored = make_objective(config, 1, std::make_shared<LocalCommunicator>());
-  auto restored_optimizer = make_optimizer(config.optim, restored->trainable_parameters());
-  load_model(path, *restored);
-  load_optimizer(path, *restored_optimizer);
-  for (const auto& [name, own] : restored->own_optimizers()) load_optimizer(path, *own, name);
-  // One more step on both: identical parameters (Adam's moments of both networks restored).
-  auto step = [](Objective& o, torch::optim::Optimizer& opt) {
-    opt.zero_grad();
-    o.compute(gan_input(8, 2)).loss.backward();
-    opt.step();
-    o.end_step(true);
-  };
-  step(*objective, *optimizer);
-  step(*restored, *restored_optimizer);
-  const auto a = objective->named_parameters();
-  for (const auto& item : restored->named_parameters()) {
-    EXPECT_TRUE(torch::equal(a[item.key()], item.value())) << item.key();
-  }
+  const auto config = gan_config();
+  expect_own_optimizer_checkpointed(
+      config, [&] { return make_objective(config, 1, std::make_shared<LocalCommunicator>()); },
+      [](Objective& o, torch::optim::Optimizer& opt, int64_t step) {
+        opt.zero_grad();
+        o.compute(gan_input(8, step)).loss.backward();
+        opt.step();
+        o.end_step(true);
+      },
+      "generator");
 }
 
 }  // namespace
